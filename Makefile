@@ -1,0 +1,34 @@
+# The two commands a new user needs: `make run` and `make test`. Both install missing Debian
+# packages first (scripts/install-deps.sh, quick when everything is there).
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= 2
+HOME_DIR ?=
+NODE_ARGS ?=
+
+.PHONY: all deps build run test test-unit clean bench
+
+all: build
+
+deps:
+	@./scripts/install-deps.sh
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(BUILD_TYPE)
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+# Starts a node with defaults in the foreground (Ctrl-C stops it). Initialises the home first.
+run: build
+	$(BUILD)/cli/outlast $(if $(HOME_DIR),--home $(HOME_DIR)) init
+	$(BUILD)/cli/outlast $(if $(HOME_DIR),--home $(HOME_DIR)) node $(NODE_ARGS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j$(JOBS) $(if $(LABEL),-L $(LABEL))
+
+bench:
+	@echo "benchmarks arrive with the publish-and-mirror work; see docs/hacking.md"
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,409 @@
+// outlast: the command line. Git-style subcommands; every command but `init`, `node` and `key`
+// talks to the running node through its control socket.
+//
+// Exit codes: 0 ok, 1 the operation failed, 2 bad usage, 3 no node running.
+#include <termios.h>
+#include <unistd.h>
+
+#include <boost/program_options.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "crypto/keys.hpp"
+#include "net/local_http.hpp"
+#include "node/config.hpp"
+#include "node/home.hpp"
+#include "node/keyring.hpp"
+#include "node/log.hpp"
+#include "node/node.hpp"
+
+namespace po = boost::program_options;
+using json = nlohmann::json;
+using namespace outlast;
+
+namespace {
+
+enum exit_code { ok = 0, failed = 1, usage = 2, no_node = 3 };
+
+struct usage_error : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct context {
+  std::optional<std::string> home_flag;
+  bool json_output = false;
+  po::variables_map vm;
+  std::vector<std::string> args;  // positional arguments after the command words
+
+  std::filesystem::path home() const {
+    auto h = node::resolve_home(home_flag);
+    if (!h) throw usage_error(h.err().message);
+    return *h;
+  }
+};
+
+int fail(error const& e) {
+  std::cerr << "outlast: " << e.message << "\n";
+  if (e.code == errc::unavailable) {
+    std::cerr << "Start one with `outlast node` (or `systemctl --user start outlast`).\n";
+    return no_node;
+  }
+  return failed;
+}
+
+struct command {
+  std::string name;       // "key new"
+  std::string arguments;  // "NAME"
+  std::string summary;
+  std::size_t min_args = 0, max_args = 0;
+  std::function<po::options_description()> options;
+  std::function<int(context&)> run;
+};
+
+po::options_description global_options() {
+  po::options_description d("Global options");
+  d.add_options()
+      ("home", po::value<std::string>()->value_name("DIR"), "Node home (default: $OUTLAST_HOME, else $XDG_DATA_HOME/outlast)")
+      ("json", po::bool_switch(), "Machine-readable output")
+      ("help,h", po::bool_switch(), "Show help");
+  return d;
+}
+
+po::options_description no_options() { return po::options_description(); }
+
+// --- passphrases ---
+
+std::optional<std::string> read_tty_line(char const* prompt) {
+  std::FILE* tty = std::fopen("/dev/tty", "r+");
+  if (!tty) return std::nullopt;
+  std::fputs(prompt, tty);
+  std::fflush(tty);
+  termios old{};
+  int fd = fileno(tty);
+  bool restore = tcgetattr(fd, &old) == 0;
+  if (restore) {
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(fd, TCSAFLUSH, &quiet);
+  }
+  std::string line;
+  for (int c; (c = std::fgetc(tty)) != EOF && c != '\n';) line.push_back(static_cast<char>(c));
+  if (restore) tcsetattr(fd, TCSAFLUSH, &old);
+  std::fputs("\n", tty);
+  std::fclose(tty);
+  return line;
+}
+
+// From --passphrase-file, else $OUTLAST_PASSPHRASE, else a prompt when `ask` (twice to confirm).
+std::optional<std::string> passphrase(context const& c, bool ask, bool confirm) {
+  if (c.vm.count("passphrase-file")) {
+    auto path = c.vm["passphrase-file"].as<std::string>();
+    std::ifstream in(path);
+    if (!in) throw usage_error("cannot read the passphrase file " + path);
+    std::string line;
+    std::getline(in, line);
+    if (line.empty()) throw usage_error("the passphrase file " + path + " is empty");
+    return line;
+  }
+  if (char const* env = std::getenv("OUTLAST_PASSPHRASE"); env && *env) return std::string(env);
+  if (!ask) return std::nullopt;
+  auto first = read_tty_line("Passphrase: ");
+  if (!first) throw usage_error("a passphrase is needed but there is no terminal: use --passphrase-file or OUTLAST_PASSPHRASE");
+  if (first->empty()) throw usage_error("the passphrase is empty");
+  if (confirm) {
+    auto second = read_tty_line("Passphrase again: ");
+    if (!second || *second != *first) throw usage_error("the passphrases do not match");
+  }
+  return first;
+}
+
+po::options_description passphrase_options(bool with_encrypt) {
+  po::options_description d("Key options");
+  if (with_encrypt) d.add_options()("encrypt", po::bool_switch(), "Protect the key with a passphrase (asked on the terminal)");
+  d.add_options()("passphrase-file", po::value<std::string>()->value_name("FILE"),
+                  "Read the passphrase from the first line of FILE (or set OUTLAST_PASSPHRASE)");
+  return d;
+}
+
+// --- commands ---
+
+int cmd_init(context& c) {
+  auto home = c.home();
+  auto r = node::init_home(home);
+  if (!r) return fail(r.err());
+  auto def = node::keyring(home).find("default");
+  if (c.json_output) {
+    std::cout << json{{"home", home.string()}, {"created", r->created_home || r->created_config || r->created_key},
+                      {"default_key", def ? json(def->key.to_text()) : json(nullptr)}}
+              << "\n";
+    return ok;
+  }
+  if (r->created_config) std::cout << "Wrote " << (home / "outlast.conf").string() << "\n";
+  if (r->created_key) std::cout << "Created the publisher key 'default': " << *r->created_key << "\n";
+  if (!r->created_config && !r->created_key) std::cout << "Already initialised: " << home.string() << "\n";
+  std::cout << "Home: " << home.string() << "\nNext: outlast node\n";
+  return ok;
+}
+
+int cmd_node(context& c) {
+  auto home = c.home();
+  auto cfg = node::load_node_config(home, c.vm);
+  if (!cfg) {
+    std::cerr << "outlast: " << cfg.err().message << "\n";
+    return usage;
+  }
+  node::logger log(node::parse_log_level(cfg->log_level));
+  auto n = node::node::open(std::move(*cfg), log);
+  if (!n) {
+    log.error("node", n.err().message);
+    return failed;
+  }
+  auto st = (*n)->run();
+  if (!st) {
+    log.error("node", st.err().message);
+    return failed;
+  }
+  return ok;
+}
+
+result<json> call_node(context const& c, std::string method, std::string target, std::string body = {}) {
+  auto r = net::local_http_call(node::control_socket_path(c.home()), {std::move(method), std::move(target), std::move(body)});
+  if (!r) return r.err();
+  auto j = json::parse(r->body, nullptr, false);
+  if (j.is_discarded()) return make_error(errc::io_error, "the node sent a malformed answer");
+  if (r->status >= 400) return make_error(errc::io_error, j.value("error", "the node refused: HTTP " + std::to_string(r->status)));
+  return j;
+}
+
+int cmd_status(context& c) {
+  auto s = call_node(c, "GET", "/v1/status");
+  if (!s) return fail(s.err());
+  if (c.json_output) {
+    std::cout << s->dump() << "\n";
+    return ok;
+  }
+  auto const& j = *s;
+  std::string listen;
+  for (auto const& l : j["listen"]) listen += (listen.empty() ? "" : ", ") + l.get<std::string>();
+  std::cout << std::left;
+  auto row = [](char const* k, std::string const& v) { std::cout << std::setw(10) << k << v << "\n"; };
+  row("node", "running (pid " + std::to_string(j.value("pid", 0)) + ", up " + std::to_string(j.value("uptime_s", 0)) + " s)");
+  row("version", j.value("version", "?"));
+  row("home", j.value("home", "?"));
+  row("listen", listen.empty() ? "(not yet listening)" : listen);
+  row("gateway", j["gateway"].is_string() ? j["gateway"].get<std::string>() : "not serving");
+  row("dht", std::string(j.value("dht_running", false) ? "running, " : "starting, ") + std::to_string(j.value("dht_nodes", 0)) + " nodes");
+  row("peers", std::to_string(j.value("peers", 0)));
+  row("sites", std::to_string(j.value("sites", 0)));
+  row("keys", std::to_string(j.value("keys", 0)));
+  return ok;
+}
+
+// Tells a running node that the key files changed; no node is fine.
+void notify_keys_changed(context const& c) { (void)call_node(c, "POST", "/v1/keys/reload"); }
+
+json key_json(node::key_entry const& k) { return {{"name", k.name}, {"key", k.key.to_text()}, {"encrypted", k.encrypted}}; }
+
+int cmd_key_new(context& c) {
+  bool encrypt = c.vm["encrypt"].as<bool>() || c.vm.count("passphrase-file") || std::getenv("OUTLAST_PASSPHRASE");
+  auto pass = encrypt ? passphrase(c, true, true) : std::nullopt;
+  if (!encrypt)
+    std::cerr << "Note: the key is stored unencrypted (mode 0600). Use --encrypt to protect it with a passphrase.\n";
+  auto k = node::keyring(c.home()).create(c.args[0], pass);
+  if (!k) return fail(k.err());
+  notify_keys_changed(c);
+  if (c.json_output) std::cout << key_json(*k) << "\n";
+  else std::cout << "Created key '" << k->name << "': " << k->key.to_text() << "\n";
+  return ok;
+}
+
+int cmd_key_list(context& c) {
+  std::vector<std::string> problems;
+  auto keys = node::keyring(c.home()).list(&problems);
+  if (!keys) return fail(keys.err());
+  for (auto const& p : problems) std::cerr << "outlast: warning: " << p << "\n";
+  if (c.json_output) {
+    json out = json::array();
+    for (auto const& k : *keys) out.push_back(key_json(k));
+    std::cout << out << "\n";
+    return ok;
+  }
+  if (keys->empty()) std::cout << "No keys. Create one with: outlast key new NAME\n";
+  for (auto const& k : *keys)
+    std::cout << std::left << std::setw(16) << k.name << " " << k.key.to_text() << (k.encrypted ? "  (encrypted)" : "") << "\n";
+  return ok;
+}
+
+int cmd_key_show(context& c) {
+  auto k = node::keyring(c.home()).find(c.args[0]);
+  if (!k) return fail(k.err());
+  if (c.json_output) std::cout << key_json(*k) << "\n";
+  else std::cout << k->key.to_text() << "\n";
+  return ok;
+}
+
+int cmd_key_export(context& c) {
+  auto st = node::keyring(c.home()).export_to(c.args[0], c.args[1]);
+  if (!st) return fail(st.err());
+  if (c.json_output) std::cout << json{{"name", c.args[0]}, {"file", c.args[1]}} << "\n";
+  else std::cerr << "Wrote the secret key '" << c.args[0] << "' to " << c.args[1]
+                 << " (mode 0600). Anyone holding this file can publish as you: keep it safe.\n";
+  return ok;
+}
+
+int cmd_key_import(context& c) {
+  std::filesystem::path file = c.args[0];
+  std::string name = c.vm.count("name") ? c.vm["name"].as<std::string>() : file.stem().string();
+  auto k = node::keyring(c.home()).import_from(file, name);
+  if (!k) return fail(k.err());
+  notify_keys_changed(c);
+  if (c.json_output) std::cout << key_json(*k) << "\n";
+  else std::cout << "Imported key '" << k->name << "': " << k->key.to_text() << "\n";
+  return ok;
+}
+
+std::vector<command> const& commands() {
+  static std::vector<command> const list = {
+      {"init", "", "Create the home, its config file and a default publisher key (idempotent)", 0, 0, no_options, cmd_init},
+      {"node", "", "Run the node in the foreground (Ctrl-C stops it)", 0, 0, node::node_command_options, cmd_node},
+      {"status", "", "Show the running node's state", 0, 0, no_options, cmd_status},
+      {"key new", "NAME", "Create a publisher key", 1, 1, [] { return passphrase_options(true); }, cmd_key_new},
+      {"key list", "", "List the publisher keys of this home", 0, 0, no_options, cmd_key_list},
+      {"key show", "NAME", "Print a key's public text (its 52-character address part)", 1, 1, no_options, cmd_key_show},
+      {"key export", "NAME FILE", "Copy a secret key file out (as stored: encrypted stays encrypted)", 2, 2, no_options, cmd_key_export},
+      {"key import", "FILE", "Add a secret key file to this home",
+       1, 1, [] {
+         po::options_description d("Import options");
+         d.add_options()("name", po::value<std::string>()->value_name("NAME"), "Name for the key (default: the file's name)");
+         return d;
+       }, cmd_key_import},
+  };
+  return list;
+}
+
+void print_overview(std::ostream& out) {
+  out << "outlast " << "- keep sites and notices reachable through a swarm of mirrors\n\n"
+         "Usage: outlast [--home DIR] [--json] COMMAND [ARGS]\n\nCommands:\n";
+  for (auto const& c : commands())
+    out << "  " << std::left << std::setw(24) << (c.name + (c.arguments.empty() ? "" : " " + c.arguments)) << c.summary << "\n";
+  out << "\n" << global_options() << "\nRun `outlast COMMAND --help` for a command's options.\n"
+      << "Exit codes: 0 ok, 1 failed, 2 bad usage, 3 no node running.\n";
+}
+
+void print_help(command const& c) {
+  std::cout << "Usage: outlast " << c.name << (c.arguments.empty() ? "" : " " + c.arguments) << " [options]\n\n"
+            << c.summary << "\n\n";
+  auto opts = c.options();
+  if (!opts.options().empty()) std::cout << opts << "\n";
+  std::cout << global_options();
+}
+
+// Global options may stand anywhere; the command words are the first two non-option arguments.
+bool takes_value(std::string const& arg) { return arg == "--home" || arg == "--passphrase-file" || arg == "--name" ||
+                                                  arg == "--listen" || arg == "--gateway" || arg == "--bootstrap" ||
+                                                  arg == "--peer" || arg == "--log-level"; }
+
+int dispatch(int argc, char** argv) {
+  std::vector<std::string> all(argv + 1, argv + argc);
+  std::vector<std::string> words;
+  for (std::size_t i = 0; i < all.size() && words.size() < 2; ++i) {
+    if (all[i] == "--") break;
+    if (all[i].rfind("-", 0) == 0) {
+      if (takes_value(all[i])) ++i;
+      continue;
+    }
+    words.push_back(all[i]);
+  }
+  if (words.empty()) {
+    bool help = std::find(all.begin(), all.end(), "--help") != all.end() || std::find(all.begin(), all.end(), "-h") != all.end();
+    if (std::find(all.begin(), all.end(), "--version") != all.end()) {
+      std::cout << "outlast " << OUTLAST_VERSION << "\n";
+      return ok;
+    }
+    print_overview(help ? std::cout : std::cerr);
+    return help ? ok : usage;
+  }
+  if (words[0] == "help") {
+    print_overview(std::cout);
+    return ok;
+  }
+  command const* cmd = nullptr;
+  std::size_t used_words = 1;
+  for (auto const& c : commands()) {
+    if (words.size() >= 2 && c.name == words[0] + " " + words[1]) { cmd = &c; used_words = 2; break; }
+    if (c.name == words[0]) { cmd = &c; used_words = 1; break; }
+  }
+  if (!cmd) {
+    if (words[0] == "key") {
+      std::cerr << "outlast: 'key' needs a subcommand: new, list, show, export or import\n";
+      bool help = std::find(all.begin(), all.end(), "--help") != all.end();
+      return help ? ok : usage;
+    }
+    std::cerr << "outlast: unknown command '" << words[0] << "'. Run `outlast --help` for the list.\n";
+    return usage;
+  }
+
+  // Remove the command words (their first occurrences) and parse the rest.
+  std::vector<std::string> rest = all;
+  for (std::size_t w = 0; w < used_words; ++w) {
+    for (std::size_t i = 0; i < rest.size(); ++i) {
+      if (rest[i].rfind("-", 0) == 0) {
+        if (takes_value(rest[i])) ++i;
+        continue;
+      }
+      if (rest[i] == words[w]) { rest.erase(rest.begin() + static_cast<std::ptrdiff_t>(i)); break; }
+    }
+  }
+  po::options_description desc;
+  desc.add(global_options()).add(cmd->options());
+  desc.add_options()("args", po::value<std::vector<std::string>>());
+  po::positional_options_description pos;
+  pos.add("args", -1);
+  context c;
+  try {
+    po::store(po::command_line_parser(rest).options(desc).positional(pos).run(), c.vm);
+    po::notify(c.vm);
+  } catch (po::error const& e) {
+    std::cerr << "outlast " << cmd->name << ": " << e.what() << "\nRun `outlast " << cmd->name << " --help` for usage.\n";
+    return usage;
+  }
+  if (c.vm["help"].as<bool>()) {
+    print_help(*cmd);
+    return ok;
+  }
+  if (c.vm.count("args")) c.args = c.vm["args"].as<std::vector<std::string>>();
+  if (c.args.size() < cmd->min_args || c.args.size() > cmd->max_args) {
+    std::cerr << "outlast " << cmd->name << ": expected " << (cmd->arguments.empty() ? "no arguments" : cmd->arguments)
+              << ", got " << c.args.size() << " argument(s)\nUsage: outlast " << cmd->name
+              << (cmd->arguments.empty() ? "" : " " + cmd->arguments) << " [options]\n";
+    return usage;
+  }
+  if (c.vm.count("home")) c.home_flag = c.vm["home"].as<std::string>();
+  c.json_output = c.vm["json"].as<bool>();
+  try {
+    return cmd->run(c);
+  } catch (usage_error const& e) {
+    std::cerr << "outlast " << cmd->name << ": " << e.what() << "\n";
+    return usage;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    crypto::init();
+    return dispatch(argc, argv);
+  } catch (std::exception const& e) {
+    std::cerr << "outlast: " << e.what() << "\n";
+    return failed;
+  }
+}

@@ -1,0 +1,149 @@
+#include "node/config.hpp"
+
+#include <boost/algorithm/string/classification.hpp>
+#include <boost/algorithm/string/split.hpp>
+#include <boost/algorithm/string/trim.hpp>
+#include <boost/program_options/parsers.hpp>
+#include <boost/program_options/value_semantic.hpp>
+#include <fstream>
+#include <sstream>
+
+#include "net/session.hpp"
+
+namespace outlast::node {
+
+namespace po = boost::program_options;
+
+namespace {
+
+// The single source of every option's name, default and meaning, for the file and for --help.
+struct option_doc {
+  char const* name;
+  char const* file_default;  // as written in outlast.conf
+  char const* help;
+};
+
+constexpr option_doc options_table[] = {
+    {"listen", "0.0.0.0:6881,[::]:6881",
+     "Addresses the swarm listens on (TCP and uTP), IP:PORT, comma-separated. Port 0 picks a free port."},
+    {"gateway", "127.0.0.1:8088", "Address of the local web gateway, IP:PORT."},
+    {"bootstrap", "dht.libtorrent.org:25401,router.bittorrent.com:6881,router.utorrent.com:6881,dht.transmissionbt.com:6881",
+     "DHT routers to join through, HOST:PORT, comma-separated; 'none' for none (a private swarm)."},
+    {"peer", "mirror.example.org:6881", "A known peer, HOST:PORT, tried for every swarm. Repeat the line for more."},
+    {"upnp", "true", "Ask the router to forward the listen port (UPnP)."},
+    {"natpmp", "true", "Ask the router to forward the listen port (NAT-PMP)."},
+    {"lsd", "true", "Find peers on the local network (local service discovery)."},
+    {"local-swarm", "false",
+     "Lift libtorrent's one-node-per-IP rules so many nodes on one machine find each other. For tests only."},
+    {"log-level", "info", "Least severe log lines written: debug, info, warning or error."},
+};
+
+std::vector<std::string> split_list(std::vector<std::string> const& values) {
+  std::vector<std::string> out;
+  for (auto const& v : values) {
+    std::vector<std::string> parts;
+    boost::split(parts, v, boost::is_any_of(", "), boost::token_compress_on);
+    for (auto& p : parts) {
+      boost::trim(p);
+      if (!p.empty()) out.push_back(p);
+    }
+  }
+  return out;
+}
+
+po::options_description file_options() {
+  po::options_description d;
+  d.add_options()
+      ("listen", po::value<std::vector<std::string>>())
+      ("gateway", po::value<std::string>())
+      ("bootstrap", po::value<std::vector<std::string>>())
+      ("peer", po::value<std::vector<std::string>>())
+      ("upnp", po::value<bool>())
+      ("natpmp", po::value<bool>())
+      ("lsd", po::value<bool>())
+      ("local-swarm", po::value<bool>())
+      ("log-level", po::value<std::string>());
+  return d;
+}
+
+}  // namespace
+
+po::options_description node_command_options() {
+  po::options_description d("Node options");
+  d.add_options()
+      ("listen", po::value<std::vector<std::string>>()->value_name("IP:PORT"), options_table[0].help)
+      ("gateway", po::value<std::string>()->value_name("IP:PORT"), options_table[1].help)
+      ("bootstrap", po::value<std::vector<std::string>>()->value_name("HOST:PORT,..."), options_table[2].help)
+      ("peer", po::value<std::vector<std::string>>()->value_name("HOST:PORT"), options_table[3].help)
+      ("no-upnp", po::bool_switch(), "Do not use UPnP.")
+      ("no-natpmp", po::bool_switch(), "Do not use NAT-PMP.")
+      ("no-lsd", po::bool_switch(), "Do not use local service discovery.")
+      ("local-swarm", po::bool_switch(), options_table[7].help)
+      ("log-level", po::value<std::string>()->value_name("LEVEL"), options_table[8].help);
+  return d;
+}
+
+std::string default_config_text() {
+  std::ostringstream out;
+  out << "# Outlast node configuration. Options given on the command line win over this file.\n"
+         "# Every option is shown at its default, commented out: remove the '#' to change one.\n";
+  for (auto const& o : options_table) out << "\n# " << o.help << "\n#" << o.name << " = " << o.file_default << "\n";
+  return out.str();
+}
+
+result<node_config> load_node_config(std::filesystem::path const& home, po::variables_map const& cli) {
+  node_config cfg;
+  cfg.home = home;
+  po::variables_map file;
+  auto path = home / "outlast.conf";
+  if (std::filesystem::exists(path)) {
+    std::ifstream in(path);
+    if (!in) return make_error(errc::io_error, "cannot read " + path.string());
+    try {
+      po::store(po::parse_config_file(in, file_options(), false), file);
+    } catch (po::error const& e) {
+      return make_error(errc::invalid_argument, path.string() + ": " + e.what());
+    }
+  }
+  auto pick = [&](char const* name) -> po::variable_value const* {
+    if (cli.count(name) && !cli[name].defaulted()) return &cli[name];
+    if (file.count(name)) return &file[name];
+    return nullptr;
+  };
+  std::string where_listen = cli.count("listen") ? "--listen" : path.string() + ": listen";
+  if (auto v = pick("listen")) cfg.listen = split_list(v->as<std::vector<std::string>>());
+  if (auto v = pick("gateway")) cfg.gateway = v->as<std::string>();
+  if (auto v = pick("bootstrap")) {
+    cfg.bootstrap = split_list(v->as<std::vector<std::string>>());
+    if (cfg.bootstrap.size() == 1 && cfg.bootstrap[0] == "none") cfg.bootstrap.clear();
+  }
+  // Peers from the file and the command line add up: both name known mirrors.
+  if (file.count("peer")) cfg.peers = split_list(file["peer"].as<std::vector<std::string>>());
+  if (cli.count("peer"))
+    for (auto& p : split_list(cli["peer"].as<std::vector<std::string>>())) cfg.peers.push_back(p);
+  auto flag = [&](char const* file_name, char const* negation, bool& out) {
+    if (file.count(file_name)) out = file[file_name].as<bool>();
+    if (cli.count(negation) && cli[negation].as<bool>()) out = false;
+  };
+  flag("upnp", "no-upnp", cfg.upnp);
+  flag("natpmp", "no-natpmp", cfg.natpmp);
+  flag("lsd", "no-lsd", cfg.lsd);
+  if (file.count("local-swarm")) cfg.local_swarm = file["local-swarm"].as<bool>();
+  if (cli.count("local-swarm") && cli["local-swarm"].as<bool>()) cfg.local_swarm = true;
+  if (auto v = pick("log-level")) cfg.log_level = v->as<std::string>();
+
+  if (cfg.listen.empty()) return make_error(errc::invalid_argument, where_listen + ": at least one address is needed");
+  for (auto const& l : cfg.listen)
+    if (auto ok = net::validate_endpoint(l, true); !ok) return make_error(errc::invalid_argument, "listen: " + ok.err().message);
+  if (auto ok = net::validate_endpoint(cfg.gateway, true); !ok)
+    return make_error(errc::invalid_argument, "gateway: " + ok.err().message);
+  for (auto const& b : cfg.bootstrap)
+    if (auto ok = net::validate_endpoint(b, false); !ok) return make_error(errc::invalid_argument, "bootstrap: " + ok.err().message);
+  for (auto const& p : cfg.peers)
+    if (auto ok = net::validate_endpoint(p, false); !ok) return make_error(errc::invalid_argument, "peer: " + ok.err().message);
+  if (cfg.log_level != "debug" && cfg.log_level != "info" && cfg.log_level != "warning" && cfg.log_level != "error")
+    return make_error(errc::invalid_argument, "log-level must be debug, info, warning or error, not '" + cfg.log_level + "'");
+  return cfg;
+}
+
+}  // namespace outlast::node
