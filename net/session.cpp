@@ -79,12 +79,22 @@ struct session::impl : std::enable_shared_from_this<impl> {
   impl(boost::asio::io_context& io, session_config c, log_fn l)
       : ioc(io), cfg(std::move(c)), log(std::move(l)), timer(io) {}
 
+  // Named routers go to dht_bootstrap_nodes, which libtorrent treats as routers (asked, never
+  // kept in the routing table). IP-literal entries are peers we know (other mirrors, test nodes):
+  // they would be ignored there as routers, so they are added as DHT nodes instead.
+  std::vector<std::string> router_hosts() const {
+    std::vector<std::string> out;
+    for (auto const& b : cfg.bootstrap)
+      if (!validate_endpoint(b, true)) out.push_back(b);
+    return out;
+  }
+
   lt::settings_pack settings(bool enable_dht) const {
     lt::settings_pack p;
     p.set_str(lt::settings_pack::user_agent, "Outlast/0.1.0 libtorrent/" LIBTORRENT_VERSION);
     p.set_str(lt::settings_pack::peer_fingerprint, "-OL0010-");
     p.set_str(lt::settings_pack::listen_interfaces, join(cfg.listen));
-    p.set_str(lt::settings_pack::dht_bootstrap_nodes, join(cfg.bootstrap));
+    p.set_str(lt::settings_pack::dht_bootstrap_nodes, join(router_hosts()));
     p.set_bool(lt::settings_pack::enable_dht, enable_dht);
     p.set_bool(lt::settings_pack::enable_upnp, cfg.upnp);
     p.set_bool(lt::settings_pack::enable_natpmp, cfg.natpmp);
@@ -147,10 +157,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
     ses->apply_settings(std::move(p));
   }
 
-  // Bootstrap nodes given to add_dht_node before the DHT runs are dropped silently, so add them
-  // once it does; this also puts IP-literal routers straight into the routing table.
+  // add_dht_node calls made before the DHT runs are dropped silently: add them once it does.
   void add_bootstrap_nodes() {
     for (auto const& b : cfg.bootstrap) {
+      if (!validate_endpoint(b, true)) continue;
       auto hp = split_endpoint(b);
       if (hp) ses->add_dht_node({hp->host, hp->port});
     }

@@ -1,0 +1,134 @@
+// Tests for outlast::net: the libtorrent session on loopback and HTTP over Unix sockets.
+#include <sys/stat.h>
+
+#include <boost/asio/post.hpp>
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <thread>
+
+#include "net/local_http.hpp"
+#include "net/session.hpp"
+#include "tests/support/temp_dir.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace outlast;
+using namespace std::chrono_literals;
+
+namespace {
+
+net::session_config loopback_config() {
+  net::session_config c;
+  c.listen = {"127.0.0.1:0"};
+  c.bootstrap = {};
+  c.upnp = c.natpmp = c.lsd = false;
+  c.local_swarm = true;
+  return c;
+}
+
+auto quiet = [](std::string const&, std::string const&) {};
+
+}  // namespace
+
+TEST_CASE("endpoints are validated with messages that name the entry", "[unit][net]") {
+  CHECK(net::validate_endpoint("127.0.0.1:6881", true));
+  CHECK(net::validate_endpoint("[::1]:0", true));
+  CHECK(net::validate_endpoint("router.example.org:6881", false));
+  auto host = net::validate_endpoint("localhost:6881", true);
+  REQUIRE_FALSE(host);
+  CHECK(host.err().message.find("IP literal") != std::string::npos);
+  CHECK_FALSE(net::validate_endpoint("127.0.0.1", true));
+  CHECK_FALSE(net::validate_endpoint("127.0.0.1:70000", true));
+  CHECK_FALSE(net::validate_endpoint("127.0.0.1:http", true));
+  CHECK_FALSE(net::validate_endpoint("[::1:80", true));
+  CHECK_FALSE(net::validate_endpoint("peer.example:0", false));
+}
+
+TEST_CASE("control HTTP over a Unix socket: 0600, round trip, errors", "[net][http]") {
+  test::temp_dir dir;
+  auto sock = dir / "control.sock";
+  { std::ofstream stale(sock); }  // a stale file from a killed node is replaced
+  boost::asio::io_context ioc;
+  auto server = net::local_http_server::start(ioc, sock, [](net::http_request const& r) {
+    if (r.target == "/echo") return net::http_response{200, "application/json", "{\"got\":\"" + r.method + " " + r.body + "\"}"};
+    return net::http_response{404, "application/json", "{}"};
+  });
+  REQUIRE(server);
+  struct stat st{};
+  REQUIRE(::stat(sock.c_str(), &st) == 0);
+  CHECK(S_ISSOCK(st.st_mode));
+  CHECK((st.st_mode & 0777) == 0600);
+
+  std::thread runner([&] { ioc.run_for(20s); });
+  auto r = net::local_http_call(sock, {"POST", "/echo", "hi"});
+  REQUIRE(r);
+  CHECK(r->status == 200);
+  CHECK(r->body == "{\"got\":\"POST hi\"}");
+  auto missing = net::local_http_call(sock, {"GET", "/nope", ""});
+  REQUIRE(missing);
+  CHECK(missing->status == 404);
+  auto big = net::local_http_call(sock, {"POST", "/echo", std::string(net::local_http_server::max_body + 1, 'x')});
+  CHECK((!big || big->status >= 400));  // refused, not served
+  auto after = net::local_http_call(sock, {"POST", "/echo", "still"});  // and the server is still there
+  REQUIRE(after);
+  CHECK(after->status == 200);
+  boost::asio::post(ioc, [&] { (*server)->stop(); ioc.stop(); });
+  runner.join();
+  CHECK_FALSE(std::filesystem::exists(sock));
+
+  auto none = net::local_http_call(sock, {"GET", "/echo", ""});
+  REQUIRE_FALSE(none);
+  CHECK(none.err().code == errc::unavailable);
+}
+
+TEST_CASE("session: two nodes on loopback find each other through the DHT", "[swarm][net]") {
+  boost::asio::io_context ioc;
+  auto a = net::session::start(ioc, loopback_config(), std::nullopt, quiet);
+  REQUIRE(a);
+  REQUIRE(test::run_until(ioc, [&] { return !(*a)->stats().listen.empty() && (*a)->stats().dht_running; }, 10s));
+  auto a_listen = (*a)->stats().listen.front();
+  CHECK(a_listen.rfind("127.0.0.1:", 0) == 0);
+  CHECK(a_listen != "127.0.0.1:0");
+
+  auto cfg_b = loopback_config();
+  cfg_b.bootstrap = {a_listen};
+  auto b = net::session::start(ioc, cfg_b, std::nullopt, quiet);
+  REQUIRE(b);
+  REQUIRE(test::run_until(ioc, [&] { return (*a)->stats().dht_nodes >= 1 && (*b)->stats().dht_nodes >= 1; }, 20s));
+}
+
+TEST_CASE("session: the DHT identity survives a restart through saved state", "[swarm][net]") {
+  boost::asio::io_context ioc;
+  std::string state, id;
+  {
+    auto a = net::session::start(ioc, loopback_config(), std::nullopt, quiet);
+    REQUIRE(a);
+    REQUIRE(test::run_until(ioc, [&] { return !(*a)->dht_node_id().empty(); }, 10s));
+    id = (*a)->dht_node_id();
+    state = (*a)->save_state();
+    (*a)->stop();
+  }
+  REQUIRE_FALSE(state.empty());
+  auto again = net::session::start(ioc, loopback_config(), state, quiet);
+  REQUIRE(again);
+  REQUIRE(test::run_until(ioc, [&] { return !(*again)->dht_node_id().empty(); }, 10s));
+  CHECK((*again)->dht_node_id() == id);
+
+  SECTION("a damaged state is ignored, not fatal") {
+    std::vector<std::string> logged;
+    auto fresh = net::session::start(ioc, loopback_config(), std::string("d3:dhtl"), [&](std::string const& lvl, std::string const& m) {
+      logged.push_back(lvl + ": " + m);
+    });
+    REQUIRE(fresh);
+    REQUIRE(test::run_until(ioc, [&] { return !(*fresh)->dht_node_id().empty(); }, 10s));
+    CHECK((*fresh)->dht_node_id() != id);
+  }
+}
+
+TEST_CASE("session: a bad listen address is refused before anything starts", "[unit][net]") {
+  boost::asio::io_context ioc;
+  auto cfg = loopback_config();
+  cfg.listen = {"lo:6881"};
+  auto s = net::session::start(ioc, cfg, std::nullopt, quiet);
+  REQUIRE_FALSE(s);
+  CHECK(s.err().code == errc::invalid_argument);
+}
