@@ -27,8 +27,11 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j$(JOBS) $(if $(LABEL),-L $(LABEL))
 
-bench:
-	@echo "benchmarks arrive with the publish-and-mirror work; see docs/hacking.md"
+# Benchmarks run on an optimised build of their own.
+bench: deps
+	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release
+	cmake --build build-release -j$(JOBS) --target bench_records
+	build-release/bench/bench_records
 
 clean:
 	rm -rf $(BUILD)

@@ -45,6 +45,7 @@ class [[nodiscard]] result {
   T&& value() && { assert(ok()); return std::get<0>(std::move(m_v)); }
   T& operator*() & { return value(); }
   T const& operator*() const& { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   T const* operator->() const { return &value(); }
 
