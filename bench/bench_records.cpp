@@ -43,7 +43,7 @@ int main(int argc, char** argv) {
   std::string salt = "blog";
 
   std::printf("bench_records: %d operations each, pointer value of %zu bytes\n", n, value.size());
-  volatile std::size_t sink = 0;
+  std::size_t sink = 0;  // consumed below so the work is not optimised away
   double sign_ours = per_second(n, [&](int i) { sink += crypto::sign_item(kp, salt, i, value)->sig.bytes[0]; });
   double sign_ref = per_second(n, [&](int i) {
     sink += static_cast<std::size_t>(lt::dht::sign_mutable_item({value.data(), (std::ptrdiff_t)value.size()}, {salt.data(), (std::ptrdiff_t)salt.size()},
@@ -72,5 +72,6 @@ int main(int argc, char** argv) {
     row("store: verify+put record", put, setting, "store: plain put (fsync)");
   }
   std::filesystem::remove_all(dir);
-  return sink == 42 ? 1 : 0;
+  std::printf("(checksum %zu)\n", sink);
+  return 0;
 }
