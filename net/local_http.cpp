@@ -40,29 +40,39 @@ class connection : public std::enable_shared_from_this<connection> {
       close();
       return;
     }
-    http::response<http::string_body> res;
     if (ec) {
-      res.result(http::status::bad_request);
-      res.set(http::field::content_type, "application/json");
-      res.body() = R"({"error":"bad request: )" + ec.message() + "\"}";
-      res.keep_alive(false);
-    } else {
-      auto const& req = m_parser->get();
-      http_request r{std::string(req.method_string()), std::string(req.target()), req.body()};
-      http_response out;
-      try {
-        out = (*m_handler)(r);
-      } catch (std::exception const&) {
-        out = {500, "application/json", std::string(R"({"error":"internal error"})")};
-      }
-      res.result(static_cast<http::status>(out.status));
-      res.set(http::field::content_type, out.content_type);
-      res.body() = std::move(out.body);
-      res.keep_alive(req.keep_alive());
+      respond({400, "application/json", R"({"error":"bad request: )" + ec.message() + "\"}"}, false);
+      return;
     }
+    auto const& req = m_parser->get();
+    http_request r{std::string(req.method_string()), std::string(req.target()), req.body()};
+    bool keep_alive = req.keep_alive();
+    auto self = shared_from_this();
+    auto answered = std::make_shared<bool>(false);
+    try {
+      (*m_handler)(r, [self, keep_alive, answered](http_response out) {
+        if (*answered) return;
+        *answered = true;
+        self->respond(std::move(out), keep_alive);
+      });
+    } catch (std::exception const&) {
+      if (!*answered) {
+        *answered = true;
+        respond({500, "application/json", R"({"error":"internal error"})"}, false);
+      }
+    }
+  }
+
+  void respond(http_response out, bool keep_alive) {
+    http::response<http::string_body> res;
+    res.result(static_cast<http::status>(out.status));
+    res.set(http::field::content_type, out.content_type);
     res.set(http::field::server, "outlast");
+    res.body() = std::move(out.body);
+    res.keep_alive(keep_alive);
     res.prepare_payload();
     m_response = std::move(res);
+    m_stream.expires_never();
     http::async_write(m_stream, m_response, [self = shared_from_this()](beast::error_code wec, std::size_t) {
       if (wec || !self->m_response.keep_alive()) {
         self->close();

@@ -26,10 +26,12 @@ struct http_response {
   std::string body;
 };
 
-// Serves requests on `ioc`'s thread; the handler runs there too (the node thread).
+// Serves requests on `ioc`'s thread; the handler runs there too (the node thread). A handler
+// answers by calling `respond` once, at once or later (on the same thread) for long work.
 class local_http_server {
  public:
-  using handler = std::function<http_response(http_request const&)>;
+  using responder = std::function<void(http_response)>;
+  using handler = std::function<void(http_request const&, responder)>;
   inline static constexpr std::size_t max_body = 1 << 20;
 
   // Binds the socket (replacing a stale socket file) and starts accepting.

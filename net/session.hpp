@@ -13,7 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "crypto/records.hpp"
 #include "crypto/result.hpp"
+#include "net/torrents.hpp"
 
 namespace outlast::net {
 
@@ -29,6 +31,44 @@ struct session_config {
   bool lsd = true;
   // Lifts libtorrent's one-node-per-IP rules so many nodes on 127.0.0.1 can find each other.
   bool local_swarm = false;
+  int upload_rate_limit = 0;    // bytes/s, 0: unlimited
+  int download_rate_limit = 0;  // bytes/s, 0: unlimited
+};
+
+// One site version as a torrent in the session.
+struct version_spec {
+  info_hash2 ih2{};
+  std::filesystem::path save_path;
+  std::string torrent;  // a .torrent, when known (the publisher's own)
+  std::string resume;   // resume data from an earlier run, when known (holds the metadata too)
+  bool seed = false;    // the files were just hashed by us: skip checking them
+  // The previous complete version: its files with the same merkle root are placed (hard links)
+  // before the new version is checked, so they are not transferred again.
+  std::string reuse_resume;
+  std::filesystem::path reuse_path;
+  std::int64_t max_size = std::int64_t(1) << 40;  // refuse metadata describing more bytes
+};
+
+struct torrent_state {
+  bool has_metadata = false;
+  bool complete = false;
+  bool checking = false;
+  double progress = 0;           // 0..1 of the version
+  std::int64_t total_done = 0;   // verified bytes on disk
+  std::int64_t total_wanted = 0;
+  std::int64_t payload_down = 0;  // bytes received from peers since added to this session
+  std::int64_t payload_up = 0;
+  std::int64_t reused = 0;        // bytes placed from the previous version
+  int peers = 0;
+};
+
+// What the session reports to its owner, on the node thread.
+struct session_events {
+  std::function<void(crypto::signed_item const&)> item;  // a mutable item from the DHT, not yet verified
+  std::function<void(info_hash2 const&)> finished;       // every piece present and verified
+  std::function<void(info_hash2 const&, std::string const&)> failed;  // refused metadata, fatal file error
+  std::function<void(info_hash2 const&, std::string const&)> resume_data;
+  std::function<void()> dht_ready;  // the DHT has nodes (first time)
 };
 
 // Errors: invalid_argument naming the bad entry.
@@ -51,6 +91,20 @@ class session {
   static result<std::unique_ptr<session>> start(boost::asio::io_context& ioc, session_config const& cfg,
                                                 std::optional<std::string> saved_state, log_fn log);
   ~session();  // stops the session if stop() was not called; may block for a few seconds
+
+  void set_events(session_events ev);
+
+  // Adds a version to the swarm: seeds it, or fetches its metadata and data from peers.
+  // Errors: invalid_argument (damaged torrent or resume data), io_error.
+  status add_version(version_spec const& spec);
+  void remove_version(info_hash2 const& ih2, bool delete_files);
+  std::optional<torrent_state> version_state(info_hash2 const& ih2) const;
+  // Asks every torrent with unsaved changes for resume data (reported through resume_data).
+  void save_resume_data();
+
+  // BEP 44: put a signed item we hold (anyone's; no key needed) / look one up.
+  void put_item(crypto::signed_item const& item);
+  void get_item(crypto::public_key const& key, std::string const& salt);
 
   session_stats stats() const;  // refreshed about once a second
   std::string save_state() const;  // DHT node id and routing table, settings

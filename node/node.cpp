@@ -193,7 +193,9 @@ result<std::unique_ptr<node>> node::open(node_config cfg, logger& log) {
   p->session = std::move(*session);
 
   auto control = net::local_http_server::start(p->ioc, control_socket_path(p->cfg.home),
-                                               [raw](net::http_request const& r) { return raw->handle(r); });
+                                               [raw](net::http_request const& r, net::local_http_server::responder respond) {
+                                                 respond(raw->handle(r));
+                                               });
   if (!control) return control.err();
   p->control = std::move(*control);
   return std::unique_ptr<node>(new node(std::move(p)));

@@ -48,9 +48,11 @@ TEST_CASE("control HTTP over a Unix socket: 0600, round trip, errors", "[net][ht
   auto sock = dir / "control.sock";
   { std::ofstream stale(sock); }  // a stale file from a killed node is replaced
   boost::asio::io_context ioc;
-  auto server = net::local_http_server::start(ioc, sock, [](net::http_request const& r) {
-    if (r.target == "/echo") return net::http_response{200, "application/json", "{\"got\":\"" + r.method + " " + r.body + "\"}"};
-    return net::http_response{404, "application/json", "{}"};
+  auto server = net::local_http_server::start(ioc, sock, [&ioc](net::http_request const& r, net::local_http_server::responder respond) {
+    if (r.target == "/echo") return respond({200, "application/json", "{\"got\":\"" + r.method + " " + r.body + "\"}"});
+    if (r.target == "/later")  // answered after the handler returned, as long jobs do
+      return boost::asio::post(ioc, [respond] { respond({200, "application/json", "{\"later\":true}"}); });
+    respond({404, "application/json", "{}"});
   });
   REQUIRE(server);
   struct stat st{};
@@ -63,6 +65,9 @@ TEST_CASE("control HTTP over a Unix socket: 0600, round trip, errors", "[net][ht
   REQUIRE(r);
   CHECK(r->status == 200);
   CHECK(r->body == "{\"got\":\"POST hi\"}");
+  auto later = net::local_http_call(sock, {"GET", "/later", ""});
+  REQUIRE(later);
+  CHECK(later->body == "{\"later\":true}");
   auto missing = net::local_http_call(sock, {"GET", "/nope", ""});
   REQUIRE(missing);
   CHECK(missing->status == 404);

@@ -1,0 +1,153 @@
+#include "net/torrents.hpp"
+
+#include <libtorrent/create_torrent.hpp>
+#include <libtorrent/hex.hpp>
+#include <libtorrent/settings_pack.hpp>
+#include <libtorrent/torrent_info.hpp>
+
+#include <map>
+
+#include "crypto/records.hpp"
+#include "net/detail/torrent_checks.hpp"
+
+namespace outlast::net {
+
+namespace fs = std::filesystem;
+
+std::string to_hex(info_hash2 const& ih) {
+  return lt::aux::to_hex({reinterpret_cast<char const*>(ih.data()), static_cast<std::ptrdiff_t>(ih.size())});
+}
+
+namespace detail {
+
+info_hash2 v2_of(lt::torrent_info const& ti) {
+  info_hash2 out;
+  auto const& h = ti.info_hashes().v2;
+  std::copy(h.begin(), h.end(), out.begin());
+  return out;
+}
+
+result<torrent_summary> check_info(lt::torrent_info const& ti, std::int64_t max_size) {
+  if (!ti.info_hashes().has_v2()) return make_error(errc::corrupt, "not a v2 torrent");
+  if (ti.info_hashes().has_v1()) return make_error(errc::corrupt, "hybrid (v1+v2) torrents are not accepted");
+  auto const& fst = ti.files();
+  if (fst.total_size() > max_size)
+    return make_error(errc::corrupt, "the version is " + std::to_string(fst.total_size()) + " bytes, over the limit of " + std::to_string(max_size));
+  for (auto i : fst.file_range()) {
+    auto path = fst.file_path(i);
+    if (fst.file_flags(i) & lt::file_storage::flag_symlink) return make_error(errc::corrupt, "torrent holds a symlink: " + path);
+    if (fst.pad_file_at(i)) continue;
+    if (path.empty() || path.front() == '/') return make_error(errc::corrupt, "torrent holds an absolute or empty path");
+    if (!crypto::valid_utf8(path)) return make_error(errc::corrupt, "torrent holds a file name that is not UTF-8");
+    for (auto const& part : fs::path(path)) {
+      auto p = part.string();
+      if (p.empty() || p == "." || p == "..") return make_error(errc::corrupt, "torrent holds a path escaping its folder: " + path);
+      for (unsigned char c : p)
+        if (c < 0x20 || c == 0x7f) return make_error(errc::corrupt, "torrent holds a file name with control characters");
+    }
+  }
+  return torrent_summary{v2_of(ti), fst.total_size(), fst.num_files(), ti.name()};
+}
+
+std::int64_t place_unchanged(lt::torrent_info const& old_ti, fs::path const& old_root, lt::torrent_info const& new_ti,
+                             fs::path const& new_root) {
+  std::map<lt::sha256_hash, fs::path> have;
+  auto const& of = old_ti.files();
+  for (auto i : of.file_range())
+    if (!of.pad_file_at(i) && of.file_size(i) > 0) have.emplace(of.root(i), old_root / of.file_path(i));
+  std::int64_t placed = 0;
+  auto const& nf = new_ti.files();
+  for (auto i : nf.file_range()) {
+    if (nf.pad_file_at(i) || nf.file_size(i) == 0) continue;
+    auto it = have.find(nf.root(i));
+    if (it == have.end()) continue;
+    auto dest = new_root / nf.file_path(i);
+    std::error_code ec;
+    if (fs::exists(dest, ec)) continue;
+    if (fs::file_size(it->second, ec) != static_cast<std::uintmax_t>(nf.file_size(i)) || ec) continue;
+    fs::create_directories(dest.parent_path(), ec);
+    fs::create_hard_link(it->second, dest, ec);
+    if (ec) {
+      ec.clear();
+      fs::copy_file(it->second, dest, ec);  // another filesystem: copy instead
+    }
+    if (!ec) placed += nf.file_size(i);
+  }
+  return placed;
+}
+
+}  // namespace detail
+
+namespace {
+using detail::v2_of;
+
+// Throws on malformed input (libtorrent's parser reports errors by exception here).
+std::shared_ptr<lt::torrent_info> parse(std::string const& torrent) {
+  lt::load_torrent_limits limits;
+  limits.max_buffer_size = 64 << 20;
+  limits.max_pieces = 0x800000;
+  return std::make_shared<lt::torrent_info>(lt::span<char const>(torrent.data(), static_cast<std::ptrdiff_t>(torrent.size())),
+                                            limits, lt::from_span);
+}
+
+}  // namespace
+
+result<built_torrent> make_torrent(fs::path const& root, std::string const& name,
+                                   std::function<void(std::int64_t, std::int64_t)> const& progress,
+                                   std::atomic<bool> const* cancel) {
+  lt::file_storage files;
+  lt::add_files(files, (root / name).string(), [](std::string const&) { return true; }, {});
+  if (files.num_files() == 0) return make_error(errc::invalid_argument, "there are no files to publish");
+  // 1 MiB pieces move fastest on loopback and keep piece layers small (shared/libtorrent-notes.md).
+  lt::create_torrent ct(files, 1 << 20, lt::create_torrent::v2_only);
+  ct.set_creator("outlast");
+  lt::settings_pack settings;
+  settings.set_int(lt::settings_pack::hashing_threads, 2);
+  std::int64_t total = files.total_size();
+  std::int64_t piece = ct.piece_length();
+  std::atomic<std::int64_t> done{0};
+  lt::error_code ec;
+  try {
+    lt::set_piece_hashes(ct, root.string(), settings, [&](lt::piece_index_t) {
+      if (cancel && cancel->load()) throw std::runtime_error("cancelled");
+      auto d = std::min(total, done += piece);
+      if (progress) progress(d, total);
+    }, ec);
+  } catch (std::runtime_error const&) {
+    return make_error(errc::unavailable, "publishing was cancelled");
+  }
+  if (ec) return make_error(errc::io_error, "cannot hash the files: " + ec.message());
+  built_torrent out;
+  auto e = ct.generate();
+  lt::bencode(std::back_inserter(out.torrent), e);
+  auto ti = parse(out.torrent);
+  out.ih2 = v2_of(*ti);
+  out.size = total;
+  out.files = files.num_files();
+  if (progress) progress(total, total);
+  return out;
+}
+
+result<torrent_summary> check_torrent(std::string const& torrent, std::int64_t max_size) {
+  std::shared_ptr<lt::torrent_info> ti;
+  try {
+    ti = parse(torrent);
+  } catch (std::exception const& e) {
+    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
+  }
+  return detail::check_info(*ti, max_size);
+}
+
+result<std::int64_t> place_unchanged_files(std::string const& old_torrent, fs::path const& old_root,
+                                           std::string const& new_torrent, fs::path const& new_root) {
+  std::shared_ptr<lt::torrent_info> old_ti, new_ti;
+  try {
+    old_ti = parse(old_torrent);
+    new_ti = parse(new_torrent);
+  } catch (std::exception const& e) {
+    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
+  }
+  return detail::place_unchanged(*old_ti, old_root, *new_ti, new_root);
+}
+
+}  // namespace outlast::net

@@ -1,0 +1,52 @@
+// BitTorrent v2 torrents of site versions: making them, checking what a peer sent, and reusing
+// the files a node already has. Blocking file work: call from a worker thread, not the node's.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "crypto/result.hpp"
+
+namespace outlast::net {
+
+using info_hash2 = std::array<std::uint8_t, 32>;
+std::string to_hex(info_hash2 const& ih);
+
+struct built_torrent {
+  std::string torrent;  // the bencoded .torrent, piece layers included
+  info_hash2 ih2{};
+  std::int64_t size = 0;
+  int files = 0;
+};
+
+// Hashes `root/name` (a directory) into a v2-only torrent named `name`, using both cores.
+// `progress(done, total)` is called with bytes hashed so far. Setting `*cancel` stops early.
+// Errors: invalid_argument (no files), io_error (unreadable file), unavailable (cancelled).
+result<built_torrent> make_torrent(std::filesystem::path const& root, std::string const& name,
+                                   std::function<void(std::int64_t, std::int64_t)> const& progress,
+                                   std::atomic<bool> const* cancel = nullptr);
+
+struct torrent_summary {
+  info_hash2 ih2{};
+  std::int64_t size = 0;
+  int files = 0;
+  std::string name;
+};
+
+// Parses a .torrent and checks everything a peer controls: v2 present and v1 absent, file paths
+// relative, no "..", no empty or control-character names, valid UTF-8, no symlinks, sizes
+// bounded. Errors: corrupt (with the offending path).
+result<torrent_summary> check_torrent(std::string const& torrent, std::int64_t max_size);
+
+// Hard-links into `new_root` every file of `new_torrent` whose merkle root equals that of a file
+// of `old_torrent` already complete under `old_root` (whatever its path). Returns bytes placed.
+// Used before a new version is checked, so unchanged files are not transferred again.
+result<std::int64_t> place_unchanged_files(std::string const& old_torrent, std::filesystem::path const& old_root,
+                                           std::string const& new_torrent, std::filesystem::path const& new_root);
+
+}  // namespace outlast::net
