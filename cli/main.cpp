@@ -2,8 +2,12 @@
 // talks to the running node through its control socket.
 //
 // Exit codes: 0 ok, 1 the operation failed, 2 bad usage, 3 no node running.
+#include <sodium.h>
 #include <termios.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <thread>
 
 #include <boost/program_options.hpp>
 #include <cstdlib>
@@ -17,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "crypto/base32.hpp"
 #include "crypto/keys.hpp"
 #include "net/local_http.hpp"
 #include "node/config.hpp"
@@ -174,8 +179,9 @@ int cmd_node(context& c) {
   return ok;
 }
 
-result<json> call_node(context const& c, std::string method, std::string target, std::string body = {}) {
-  auto r = net::local_http_call(node::control_socket_path(c.home()), {std::move(method), std::move(target), std::move(body)});
+result<json> call_node(context const& c, std::string method, std::string target, std::string body = {},
+                       std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+  auto r = net::local_http_call(node::control_socket_path(c.home()), {std::move(method), std::move(target), std::move(body)}, timeout);
   if (!r) return r.err();
   auto j = json::parse(r->body, nullptr, false);
   if (j.is_discarded()) return make_error(errc::io_error, "the node sent a malformed answer");
@@ -204,6 +210,11 @@ int cmd_status(context& c) {
   row("peers", std::to_string(j.value("peers", 0)));
   row("sites", std::to_string(j.value("sites", 0)));
   row("keys", std::to_string(j.value("keys", 0)));
+  if (j.contains("refused")) {
+    auto const& r = j["refused"];
+    auto n = r.value("rollbacks_and_forks", 0) + r.value("invalid", 0);
+    row("refused", std::to_string(n) + " records" + (n ? " (last: " + r.value("last", std::string("?")) + ")" : ""));
+  }
   return ok;
 }
 
@@ -270,11 +281,136 @@ int cmd_key_import(context& c) {
   return ok;
 }
 
+std::string human_bytes(double b) {
+  char const* units[] = {"B", "kB", "MB", "GB", "TB"};
+  int u = 0;
+  while (b >= 1000 && u < 4) b /= 1000, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
+  return buf;
+}
+
+std::string human_age(std::int64_t s) {
+  if (s < 120) return std::to_string(s) + " s";
+  if (s < 7200) return std::to_string(s / 60) + " min";
+  if (s < 172800) return std::to_string(s / 3600) + " h";
+  return std::to_string(s / 86400) + " d";
+}
+
+int cmd_publish(context& c) {
+  std::error_code ec;
+  auto dir = std::filesystem::absolute(c.args[0], ec);
+  if (ec || !std::filesystem::is_directory(dir)) throw usage_error(c.args[0] + " is not a directory");
+  if (!c.vm.count("site")) throw usage_error("--site NAME is required (the site's name in its address)");
+  auto key_name = c.vm.count("key") ? c.vm["key"].as<std::string>() : std::string("default");
+  auto key = node::keyring(c.home()).find(key_name);
+  if (!key) return fail(key.err());
+  json req = {{"dir", dir.lexically_normal().string()}, {"site", c.vm["site"].as<std::string>()}, {"key", key_name},
+              {"force", c.vm["force"].as<bool>()}};
+  if (key->encrypted) req["passphrase"] = *passphrase(c, true, false);
+  std::array<std::uint8_t, 12> id;
+  randombytes_buf(id.data(), id.size());
+  auto job = crypto::to_hex(id);
+  req["job"] = job;
+
+  // The publish call returns when the version is signed and announced; meanwhile a second
+  // connection reads the job's progress for the bar.
+  std::atomic<bool> done{false};
+  std::thread bar;
+  bool tty = ::isatty(2) && !c.json_output;
+  if (tty) {
+    bar = std::thread([&] {
+      while (!done) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        if (done) break;
+        auto p = call_node(c, "GET", "/v1/jobs/" + job);
+        if (!p) continue;
+        double d = (*p)["done"].get<double>(), t = std::max(1.0, (*p)["total"].get<double>());
+        int width = 30, fill = static_cast<int>(width * d / t);
+        std::fprintf(stderr, "\r%-8s [%s%s] %3.0f%%  %s / %s   ", (*p)["phase"].get<std::string>().c_str(),
+                     std::string(static_cast<std::size_t>(fill), '#').c_str(), std::string(static_cast<std::size_t>(width - fill), ' ').c_str(),
+                     100 * d / t, human_bytes(d).c_str(), human_bytes(t).c_str());
+      }
+    });
+  }
+  auto r = call_node(c, "POST", "/v1/publish", req.dump(), std::chrono::hours(6));
+  done = true;
+  if (bar.joinable()) {
+    bar.join();
+    std::fprintf(stderr, "\r%70s\r", "");
+  }
+  if (!r) return fail(r.err());
+  auto const& j = *r;
+  if (c.json_output) {
+    std::cout << j.dump() << "\n";
+    return ok;
+  }
+  for (auto const& n : j["notes"]) std::cerr << "note: " << n.get<std::string>() << "\n";
+  if (j.value("unchanged", false))
+    std::cout << "Unchanged: " << j["address"].get<std::string>() << " is still version " << j["version"] << " (use --force to publish it again)\n";
+  else
+    std::cout << "Published version " << j["version"] << " of " << j["address"].get<std::string>() << "\n";
+  std::cout << "  address   " << j["address"].get<std::string>() << "\n"
+            << "  version   " << j["version"] << "\n"
+            << "  files     " << j["files"] << " (" << human_bytes(j["bytes"].get<double>()) << ")\n"
+            << "  infohash  " << j["infohash"].get<std::string>() << "\n"
+            << "  magnet    " << j["magnet"].get<std::string>() << "\n"
+            << "  gateway   " << j["url"].get<std::string>() << "\n"
+            << "Mirrors follow it with: outlast follow " << j["address"].get<std::string>() << "\n";
+  return ok;
+}
+
+int cmd_follow(context& c, bool follow) {
+  auto r = call_node(c, "POST", follow ? "/v1/follow" : "/v1/unfollow", json{{"address", c.args[0]}}.dump());
+  if (!r) return fail(r.err());
+  if (c.json_output) std::cout << r->dump() << "\n";
+  else if (follow) std::cout << "Following " << (*r)["address"].get<std::string>() << "; see progress with: outlast sites\n";
+  else std::cout << "Unfollowed " << (*r)["address"].get<std::string>() << " and removed its files\n";
+  return ok;
+}
+
+int cmd_sites(context& c) {
+  auto r = call_node(c, "GET", "/v1/sites");
+  if (!r) return fail(r.err());
+  if (c.json_output) {
+    std::cout << r->dump() << "\n";
+    return ok;
+  }
+  if (r->empty()) {
+    std::cout << "No sites. Publish one with `outlast publish DIR --site NAME`, or follow one with `outlast follow KEY/SITE`.\n";
+    return ok;
+  }
+  std::cout << std::left << std::setw(60) << "ADDRESS" << std::setw(10) << "ROLE" << std::setw(9) << "VERSION" << std::setw(11)
+            << "SIZE" << std::setw(10) << "STATE" << std::setw(7) << "PEERS" << "AGE\n";
+  for (auto const& s : *r) {
+    std::string state = s["complete"].get<bool>() ? "complete" : std::to_string(static_cast<int>(100 * s["progress"].get<double>())) + "%";
+    std::string version = std::to_string(s["version"].get<std::int64_t>());
+    if (s["latest"].get<std::int64_t>() > s["version"].get<std::int64_t>()) version += "->" + std::to_string(s["latest"].get<std::int64_t>());
+    std::cout << std::setw(60) << s["address"].get<std::string>() << std::setw(10) << s["role"].get<std::string>() << std::setw(9)
+              << version << std::setw(11) << human_bytes(s["bytes"].get<double>()) << std::setw(10) << state << std::setw(7)
+              << s["peers"].get<int>() << (s["age_s"].is_null() ? "-" : human_age(s["age_s"].get<std::int64_t>())) << "\n";
+    if (s.contains("error")) std::cout << "    problem: " << s["error"].get<std::string>() << "\n";
+  }
+  return ok;
+}
+
 std::vector<command> const& commands() {
   static std::vector<command> const list = {
       {"init", "", "Create the home, its config file and a default publisher key (idempotent)", 0, 0, no_options, cmd_init},
       {"node", "", "Run the node in the foreground (Ctrl-C stops it)", 0, 0, node::node_command_options, cmd_node},
       {"status", "", "Show the running node's state", 0, 0, no_options, cmd_status},
+      {"publish", "DIR", "Sign and announce the next version of a site made of DIR's files", 1, 1, [] {
+         po::options_description d("Publish options");
+         d.add_options()("site", po::value<std::string>()->value_name("NAME"), "The site's name: 1-63 of a-z, 0-9, '-'")
+             ("key", po::value<std::string>()->value_name("NAME"), "Publisher key to sign with (default: default)")
+             ("force", po::bool_switch(), "Publish a new version even if nothing changed");
+         d.add(passphrase_options(false));
+         return d;
+       }, cmd_publish},
+      {"follow", "ADDRESS", "Mirror a site: fetch, verify and seed every new version of KEY/SITE", 1, 1, no_options,
+       [](context& c) { return cmd_follow(c, true); }},
+      {"unfollow", "ADDRESS", "Stop mirroring a site and remove its files", 1, 1, no_options, [](context& c) { return cmd_follow(c, false); }},
+      {"sites", "", "List published and followed sites with their version, size, state, peers and age", 0, 0, no_options, cmd_sites},
       {"key new", "NAME", "Create a publisher key", 1, 1, [] { return passphrase_options(true); }, cmd_key_new},
       {"key list", "", "List the publisher keys of this home", 0, 0, no_options, cmd_key_list},
       {"key show", "NAME", "Print a key's public text (its 52-character address part)", 1, 1, no_options, cmd_key_show},
@@ -309,7 +445,10 @@ void print_help(command const& c) {
 // Global options may stand anywhere; the command words are the first two non-option arguments.
 bool takes_value(std::string const& arg) { return arg == "--home" || arg == "--passphrase-file" || arg == "--name" ||
                                                   arg == "--listen" || arg == "--gateway" || arg == "--bootstrap" ||
-                                                  arg == "--peer" || arg == "--log-level"; }
+                                                  arg == "--peer" || arg == "--log-level" || arg == "--site" ||
+                                                  arg == "--key" || arg == "--poll-interval" || arg == "--republish-interval" ||
+                                                  arg == "--resume-interval" || arg == "--max-upload-rate" ||
+                                                  arg == "--max-download-rate"; }
 
 int dispatch(int argc, char** argv) {
   std::vector<std::string> all(argv + 1, argv + argc);

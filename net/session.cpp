@@ -88,6 +88,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
   bool dht_ready_reported = false;
   std::vector<boost::asio::ip::tcp::endpoint> static_peers;
   std::chrono::steady_clock::time_point last_announce{};
+  int outstanding_resume = 0;
 
   struct torrent_entry {
     lt::torrent_handle handle;
@@ -181,6 +182,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     } else if (auto* fin = lt::alert_cast<lt::torrent_finished_alert>(a)) {
       report_finished(fin->handle);
     } else if (auto* rd = lt::alert_cast<lt::save_resume_data_alert>(a)) {
+      if (outstanding_resume > 0) --outstanding_resume;
       auto buf = lt::write_resume_data_buf(rd->params);
       if (auto* e = entry_of(rd->handle); e && events.resume_data) events.resume_data(e->spec.ih2, std::string(buf.begin(), buf.end()));
     } else if (auto* fe = lt::alert_cast<lt::file_error_alert>(a)) {
@@ -191,7 +193,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (auto* e = entry_of(te->handle); e && events.failed) events.failed(e->spec.ih2, te->message());
     } else if (auto* hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
       log("warning", hf->message() + " (the sender is banned if it keeps sending bad data)");
-    } else if (lt::alert_cast<lt::save_resume_data_failed_alert>(a) || lt::alert_cast<lt::dht_put_alert>(a)) {
+    } else if (lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
+      if (outstanding_resume > 0) --outstanding_resume;
+    } else if (lt::alert_cast<lt::dht_put_alert>(a)) {
       log("debug", a->message());
     } else if (lt::alert_cast<lt::portmap_alert>(a) || lt::alert_cast<lt::portmap_error_alert>(a)) {
       log("info", a->message());
@@ -267,6 +271,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     auto* e = entry_of(h);
     if (!e || e->finished_reported || !h.status({}).has_metadata) return;
     e->finished_reported = true;
+    ++outstanding_resume;
     h.save_resume_data(lt::torrent_handle::save_info_dict);
     if (events.finished) events.finished(e->spec.ih2);
   }
@@ -458,8 +463,22 @@ std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const
 }
 
 void session::save_resume_data() {
-  for (auto& [ih, e] : m_impl->torrents)
-    if (e.handle.need_save_resume_data()) e.handle.save_resume_data(lt::torrent_handle::save_info_dict);
+  for (auto& [ih, e] : m_impl->torrents) {
+    if (!e.handle.need_save_resume_data()) continue;
+    ++m_impl->outstanding_resume;
+    e.handle.save_resume_data(lt::torrent_handle::save_info_dict);
+  }
+}
+
+void session::drain_alerts(std::chrono::milliseconds timeout) {
+  auto& p = *m_impl;
+  if (!p.ses) return;
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (p.outstanding_resume > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    if (p.ses->wait_for_alert(left)) p.on_alerts();
+  }
 }
 
 void session::put_item(crypto::signed_item const& item) {

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <filesystem>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -101,6 +103,9 @@ class session {
   std::optional<torrent_state> version_state(info_hash2 const& ih2) const;
   // Asks every torrent with unsaved changes for resume data (reported through resume_data).
   void save_resume_data();
+  // Handles alerts on this thread until every resume-data request is answered or `timeout`
+  // passes. For shutdown, when the io_context is about to stop.
+  void drain_alerts(std::chrono::milliseconds timeout);
 
   // BEP 44: put a signed item we hold (anyone's; no key needed) / look one up.
   void put_item(crypto::signed_item const& item);

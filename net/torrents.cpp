@@ -5,6 +5,7 @@
 #include <libtorrent/settings_pack.hpp>
 #include <libtorrent/torrent_info.hpp>
 
+#include <limits>
 #include <map>
 
 #include "crypto/records.hpp"
@@ -29,10 +30,9 @@ info_hash2 v2_of(lt::torrent_info const& ti) {
 
 result<torrent_summary> check_info(lt::torrent_info const& ti, std::int64_t max_size) {
   if (!ti.info_hashes().has_v2()) return make_error(errc::corrupt, "not a v2 torrent");
+  torrent_summary out{v2_of(ti), 0, 0, ti.name()};
   if (ti.info_hashes().has_v1()) return make_error(errc::corrupt, "hybrid (v1+v2) torrents are not accepted");
   auto const& fst = ti.files();
-  if (fst.total_size() > max_size)
-    return make_error(errc::corrupt, "the version is " + std::to_string(fst.total_size()) + " bytes, over the limit of " + std::to_string(max_size));
   for (auto i : fst.file_range()) {
     auto path = fst.file_path(i);
     if (fst.file_flags(i) & lt::file_storage::flag_symlink) return make_error(errc::corrupt, "torrent holds a symlink: " + path);
@@ -45,8 +45,13 @@ result<torrent_summary> check_info(lt::torrent_info const& ti, std::int64_t max_
       for (unsigned char c : p)
         if (c < 0x20 || c == 0x7f) return make_error(errc::corrupt, "torrent holds a file name with control characters");
     }
+    out.size += fst.file_size(i);
+    ++out.files;
   }
-  return torrent_summary{v2_of(ti), fst.total_size(), fst.num_files(), ti.name()};
+  // v2 aligns files to pieces with pad files; only real bytes count against the limit.
+  if (out.size > max_size)
+    return make_error(errc::corrupt, "the version is " + std::to_string(out.size) + " bytes, over the limit of " + std::to_string(max_size));
+  return out;
 }
 
 std::int64_t place_unchanged(lt::torrent_info const& old_ti, fs::path const& old_root, lt::torrent_info const& new_ti,
@@ -121,9 +126,11 @@ result<built_torrent> make_torrent(fs::path const& root, std::string const& name
   auto e = ct.generate();
   lt::bencode(std::back_inserter(out.torrent), e);
   auto ti = parse(out.torrent);
-  out.ih2 = v2_of(*ti);
-  out.size = total;
-  out.files = files.num_files();
+  auto summary = detail::check_info(*ti, std::numeric_limits<std::int64_t>::max());
+  if (!summary) return summary.err();
+  out.ih2 = summary->ih2;
+  out.size = summary->size;
+  out.files = summary->files;
   if (progress) progress(total, total);
   return out;
 }

@@ -36,7 +36,19 @@ constexpr option_doc options_table[] = {
     {"local-swarm", "false",
      "Lift libtorrent's one-node-per-IP rules so many nodes on one machine find each other. For tests only."},
     {"log-level", "info", "Least severe log lines written: debug, info, warning or error."},
+    {"poll-interval", "600", "Seconds between looks for newer versions of followed sites (varied by 20% so mirrors spread out)."},
+    {"republish-interval", "2700", "Seconds between re-announcements of held signed pointers in the DHT (they expire after about 2 hours)."},
+    {"resume-interval", "30", "Seconds between saves of download progress, so a killed node resumes where it was."},
+    {"max-upload-rate", "0", "Upload limit in kB/s for the whole node; 0 for none."},
+    {"max-download-rate", "0", "Download limit in kB/s for the whole node; 0 for none."},
 };
+
+constexpr int option_index(std::string_view name) {
+  for (int i = 0; i < int(std::size(options_table)); ++i)
+    if (std::string_view(options_table[i].name) == name) return i;
+  return -1;
+}
+char const* help_of(std::string_view name) { return options_table[option_index(name)].help; }
 
 std::vector<std::string> split_list(std::vector<std::string> const& values) {
   std::vector<std::string> out;
@@ -62,7 +74,12 @@ po::options_description file_options() {
       ("natpmp", po::value<bool>())
       ("lsd", po::value<bool>())
       ("local-swarm", po::value<bool>())
-      ("log-level", po::value<std::string>());
+      ("log-level", po::value<std::string>())
+      ("poll-interval", po::value<int>())
+      ("republish-interval", po::value<int>())
+      ("resume-interval", po::value<int>())
+      ("max-upload-rate", po::value<int>())
+      ("max-download-rate", po::value<int>());
   return d;
 }
 
@@ -71,15 +88,20 @@ po::options_description file_options() {
 po::options_description node_command_options() {
   po::options_description d("Node options");
   d.add_options()
-      ("listen", po::value<std::vector<std::string>>()->value_name("IP:PORT"), options_table[0].help)
-      ("gateway", po::value<std::string>()->value_name("IP:PORT"), options_table[1].help)
-      ("bootstrap", po::value<std::vector<std::string>>()->value_name("HOST:PORT,..."), options_table[2].help)
-      ("peer", po::value<std::vector<std::string>>()->value_name("HOST:PORT"), options_table[3].help)
+      ("listen", po::value<std::vector<std::string>>()->value_name("IP:PORT"), help_of("listen"))
+      ("gateway", po::value<std::string>()->value_name("IP:PORT"), help_of("gateway"))
+      ("bootstrap", po::value<std::vector<std::string>>()->value_name("HOST:PORT,..."), help_of("bootstrap"))
+      ("peer", po::value<std::vector<std::string>>()->value_name("HOST:PORT"), help_of("peer"))
       ("no-upnp", po::bool_switch(), "Do not use UPnP.")
       ("no-natpmp", po::bool_switch(), "Do not use NAT-PMP.")
       ("no-lsd", po::bool_switch(), "Do not use local service discovery.")
-      ("local-swarm", po::bool_switch(), options_table[7].help)
-      ("log-level", po::value<std::string>()->value_name("LEVEL"), options_table[8].help);
+      ("local-swarm", po::bool_switch(), help_of("local-swarm"))
+      ("log-level", po::value<std::string>()->value_name("LEVEL"), help_of("log-level"))
+      ("poll-interval", po::value<int>()->value_name("SECONDS"), help_of("poll-interval"))
+      ("republish-interval", po::value<int>()->value_name("SECONDS"), help_of("republish-interval"))
+      ("resume-interval", po::value<int>()->value_name("SECONDS"), help_of("resume-interval"))
+      ("max-upload-rate", po::value<int>()->value_name("KB/S"), help_of("max-upload-rate"))
+      ("max-download-rate", po::value<int>()->value_name("KB/S"), help_of("max-download-rate"));
   return d;
 }
 
@@ -131,6 +153,21 @@ result<node_config> load_node_config(std::filesystem::path const& home, po::vari
   if (file.count("local-swarm")) cfg.local_swarm = file["local-swarm"].as<bool>();
   if (cli.count("local-swarm") && cli["local-swarm"].as<bool>()) cfg.local_swarm = true;
   if (auto v = pick("log-level")) cfg.log_level = v->as<std::string>();
+  struct int_option {
+    char const* name;
+    int& out;
+    int min, max;
+  };
+  for (auto [name, out, min, max] : {int_option{"poll-interval", cfg.poll_interval_s, 1, 7 * 86400},
+                                     int_option{"republish-interval", cfg.republish_interval_s, 1, 7200},
+                                     int_option{"resume-interval", cfg.resume_interval_s, 1, 3600},
+                                     int_option{"max-upload-rate", cfg.max_upload_kbps, 0, 2000000},
+                                     int_option{"max-download-rate", cfg.max_download_kbps, 0, 2000000}}) {
+    if (auto v = pick(name)) out = v->as<int>();
+    if (out < min || out > max)
+      return make_error(errc::invalid_argument, std::string(name) + " must be between " + std::to_string(min) + " and " +
+                                                    std::to_string(max) + ", not " + std::to_string(out));
+  }
 
   if (cfg.listen.empty()) return make_error(errc::invalid_argument, where_listen + ": at least one address is needed");
   for (auto const& l : cfg.listen)

@@ -24,6 +24,11 @@ struct node_config {
   bool lsd = true;
   bool local_swarm = false;
   std::string log_level = "info";
+  int poll_interval_s = 600;        // look for newer versions of followed sites (±20% jitter)
+  int republish_interval_s = 2700;  // re-put held pointers in the DHT (items expire after ~2 h)
+  int resume_interval_s = 30;       // save download progress
+  int max_upload_kbps = 0;          // kB/s, 0: unlimited
+  int max_download_kbps = 0;
 };
 
 // Options accepted by `outlast node` on the command line.

@@ -2,153 +2,188 @@
 
 #include <unistd.h>
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
-#include <chrono>
 #include <csignal>
-#include <nlohmann/json.hpp>
 
-#include "net/local_http.hpp"
-#include "net/session.hpp"
-#include "node/home.hpp"
+#include "crypto/base32.hpp"
+#include "node/detail/node_impl.hpp"
 #include "node/keyring.hpp"
-#include "storage/store.hpp"
 
 namespace outlast::node {
 
-using json = nlohmann::json;
 namespace asio = boost::asio;
 
 namespace {
 constexpr std::string_view session_space = "session";
 constexpr std::string_view session_state_id = "state";
 constexpr auto state_save_interval = std::chrono::minutes(10);
+}  // namespace
 
 net::http_response json_response(int status, json const& body) { return {status, "application/json", body.dump()}; }
 net::http_response json_error(int status, std::string message) { return json_response(status, {{"error", std::move(message)}}); }
-}  // namespace
 
-struct node::impl {
-  node_config cfg;
-  logger& log;
-  home_lock lock;
-  std::unique_ptr<storage::store> store;
-  asio::io_context ioc{1};
-  asio::signal_set signals{ioc, SIGINT, SIGTERM};
-  asio::steady_timer save_timer{ioc};
-  std::unique_ptr<net::session> session;
-  std::unique_ptr<net::local_http_server> control;
-  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
-  bool stopping = false;
+// Records the public halves of the home's keys in the store, so that the node knows which
+// publishers are its own.
+status node::impl::register_keys() {
+  std::vector<std::string> problems;
+  auto keys = keyring(cfg.home).list(&problems);
+  if (!keys) return keys.err();
+  for (auto const& p : problems) log.warn("keys", p);
+  return store->write([&](storage::txn& t) -> status {
+    for (auto const& k : *keys)
+      if (auto st = t.put_key(k.name, k.key); !st) return st;
+    return {};
+  });
+}
 
-  impl(node_config c, logger& l, home_lock hl) : cfg(std::move(c)), log(l), lock(std::move(hl)) {}
+void node::impl::save_state() {
+  if (!session) return;
+  auto state = session->save_state();
+  if (state.empty()) return;
+  auto st = store->write([&](storage::txn& t) { return t.put_blob(session_space, session_state_id, state); });
+  if (!st) log.error("store", "cannot save the session state: " + st.err().message);
+}
 
-  // Records the public halves of the home's keys in the store, so that the node knows which
-  // publishers are its own.
-  status register_keys() {
-    std::vector<std::string> problems;
-    auto keys = keyring(cfg.home).list(&problems);
-    if (!keys) return keys.err();
-    for (auto const& p : problems) log.warn("keys", p);
-    return store->write([&](storage::txn& t) -> status {
-      for (auto const& k : *keys)
-        if (auto st = t.put_key(k.name, k.key); !st) return st;
-      return {};
-    });
-  }
-
-  void save_state() {
-    if (!session) return;
-    auto state = session->save_state();
-    if (state.empty()) return;
-    auto st = store->write([&](storage::txn& t) { return t.put_blob(session_space, session_state_id, state); });
-    if (!st) log.error("store", "cannot save the session state: " + st.err().message);
-  }
-
-  void schedule_save() {
-    save_timer.expires_after(state_save_interval);
-    save_timer.async_wait([this](boost::system::error_code ec) {
-      if (ec) return;
-      save_state();
-      schedule_save();
-    });
-  }
-
-  void wait_for_signal() {
-    signals.async_wait([this](boost::system::error_code ec, int sig) {
-      if (ec) return;
-      if (stopping) {
-        // Second signal: the operator wants out now. LMDB commits are atomic, so nothing
-        // acknowledged is lost by skipping the clean path.
-        log.warn("node", "second signal, exiting at once");
-        std::_Exit(128 + sig);
-      }
-      log.info("node", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping (again to exit at once)");
-      begin_stop();
-      wait_for_signal();
-    });
-  }
-
-  void begin_stop() {
-    if (stopping) return;
-    stopping = true;
-    save_timer.cancel();
-    if (control) control->stop();
+void node::impl::schedule_save() {
+  save_timer.expires_after(state_save_interval);
+  save_timer.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
     save_state();
-    if (session) session->stop();
-    session.reset();
-    log.info("node", "stopped cleanly");
-    // Keep the signal set alive until the io_context ends so a second signal is still caught.
-    asio::post(ioc, [this] { ioc.stop(); });
-  }
+    schedule_save();
+  });
+}
 
-  json status_json() const {
-    auto s = session ? session->stats() : net::session_stats{};
-    std::size_t sites = 0;
-    std::size_t key_count = 0;
-    (void)store->read([&](storage::txn& t) -> status {
-      if (auto v = t.list_sites()) sites = v->size();
-      if (auto k = t.list_keys()) key_count = k->size();
-      return {};
-    });
-    return {
-        {"listen", s.listen},
-        {"gateway", nullptr},  // the gateway arrives with its own issue; null: not serving
-        {"dht_nodes", s.dht_nodes},
-        {"dht_running", s.dht_running},
-        {"peers", s.peers},
-        {"sites", sites},
-        {"keys", key_count},
-        {"version", OUTLAST_VERSION},
-        {"home", cfg.home.string()},
-        {"pid", ::getpid()},
-        {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count()},
-        {"local_swarm", cfg.local_swarm},
-    };
-  }
+void node::impl::wait_for_signal() {
+  signals.async_wait([this](boost::system::error_code ec, int sig) {
+    if (ec) return;
+    if (stopping) {
+      // Second signal: the operator wants out now. LMDB commits are atomic, so nothing
+      // acknowledged is lost by skipping the clean path.
+      log.warn("node", "second signal, exiting at once");
+      std::_Exit(128 + sig);
+    }
+    log.info("node", std::string("received ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") + ", stopping (again to exit at once)");
+    begin_stop();
+    wait_for_signal();
+  });
+}
 
-  net::http_response handle(net::http_request const& req) {
-    auto target = std::string_view(req.target);
-    if (target == "/v1/status") {
-      if (req.method != "GET") return json_error(405, "use GET");
-      return json_response(200, status_json());
-    }
-    if (target == "/v1/keys/reload") {
-      if (req.method != "POST") return json_error(405, "use POST");
-      if (auto st = register_keys(); !st) return json_error(500, st.err().message);
-      return json_response(200, {{"ok", true}});
-    }
-    if (target == "/v1/stop") {
-      if (req.method != "POST") return json_error(405, "use POST");
-      log.info("node", "stop requested through the control API");
-      asio::post(ioc, [this] { begin_stop(); });
-      return json_response(202, {{"stopping", true}});
-    }
-    return json_error(404, "no such endpoint: " + std::string(target));
+void node::impl::begin_stop() {
+  if (stopping) return;
+  stopping = true;
+  cancel_jobs = true;
+  for (auto* t : {&save_timer, &poll_timer, &republish_timer, &resume_timer}) t->cancel();
+  if (control) control->stop();
+  if (session) {
+    // Last progress of every version, so that a restart neither re-hashes nor re-downloads.
+    session->save_resume_data();
+    session->drain_alerts(std::chrono::seconds(5));
   }
-};
+  save_state();
+  if (session) session->stop();
+  session.reset();
+  workers.join();
+  log.info("node", "stopped cleanly");
+  // Keep the signal set alive until the io_context ends so a second signal is still caught.
+  asio::post(ioc, [this] { ioc.stop(); });
+}
+
+json node::impl::status_json() {
+  auto s = session ? session->stats() : net::session_stats{};
+  std::size_t sites = 0, key_count = 0, refusals = 0;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto v = t.list_sites()) sites = v->size();
+    if (auto k = t.list_keys()) key_count = k->size();
+    if (auto r = t.list_refusals()) refusals = r->size();
+    return {};
+  });
+  return {
+      {"listen", s.listen},
+      {"gateway", nullptr},  // the gateway arrives with its own issue; null: not serving
+      {"dht_nodes", s.dht_nodes},
+      {"dht_running", s.dht_running},
+      {"peers", s.peers},
+      {"sites", sites},
+      {"keys", key_count},
+      {"version", OUTLAST_VERSION},
+      {"home", cfg.home.string()},
+      {"pid", ::getpid()},
+      {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count()},
+      {"local_swarm", cfg.local_swarm},
+      {"refused", {{"rollbacks_and_forks", refusals}, {"invalid", refused_invalid}, {"last", last_refusal}}},
+  };
+}
+
+void node::impl::handle(net::http_request const& req, net::local_http_server::responder respond) {
+  auto target = std::string_view(req.target);
+  auto method_is = [&](char const* m) {
+    if (req.method == m) return true;
+    respond(json_error(405, std::string("use ") + m));
+    return false;
+  };
+  auto body = [&]() -> std::optional<json> {
+    auto j = json::parse(req.body, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      respond(json_error(400, "the request body is not a JSON object"));
+      return std::nullopt;
+    }
+    return j;
+  };
+  if (stopping) return respond(json_error(503, "the node is stopping"));
+  if (target == "/v1/status") {
+    if (method_is("GET")) respond(json_response(200, status_json()));
+  } else if (target == "/v1/sites") {
+    if (method_is("GET")) respond(json_response(200, sites_json()));
+  } else if (target == "/v1/publish") {
+    if (!method_is("POST")) return;
+    if (auto j = body()) publish(*j, std::move(respond));
+  } else if (target == "/v1/follow") {
+    if (!method_is("POST")) return;
+    if (auto j = body()) respond(follow(*j));
+  } else if (target == "/v1/unfollow") {
+    if (!method_is("POST")) return;
+    if (auto j = body()) respond(unfollow(*j));
+  } else if (target == "/v1/records") {
+    if (!method_is("POST")) return;
+    auto j = body();
+    if (!j) return;
+    auto hex = j->value("item", "");
+    auto raw = crypto::from_hex(hex);
+    if (!raw) return respond(json_error(400, "'item' must be the hex of an encoded signed record"));
+    auto item = crypto::decode_item(std::string(raw->begin(), raw->end()));
+    if (!item) {
+      ++refused_invalid;
+      last_refusal = "control API: " + item.err().message;
+      return respond(json_error(422, item.err().message));
+    }
+    auto outcome = store->put_record(*item);
+    if (!outcome) {
+      ++refused_invalid;
+      last_refusal = "control API: " + outcome.err().message;
+      return respond(json_error(422, outcome.err().message));
+    }
+    if (*outcome == storage::record_outcome::stored) accept_record(*item, "control API");
+    respond(json_response(*outcome == storage::record_outcome::stored || *outcome == storage::record_outcome::duplicate ? 200 : 409,
+                          {{"outcome", storage::to_string(*outcome)}}));
+  } else if (target.rfind("/v1/jobs/", 0) == 0) {
+    if (!method_is("GET")) return;
+    auto it = jobs.find(std::string(target.substr(9)));
+    if (it == jobs.end()) return respond(json_error(404, "no such job"));
+    std::lock_guard g(it->second->mutex);
+    respond(json_response(200, {{"phase", it->second->phase}, {"done", it->second->done}, {"total", it->second->total}}));
+  } else if (target == "/v1/keys/reload") {
+    if (!method_is("POST")) return;
+    if (auto st = register_keys(); !st) return respond(json_error(500, st.err().message));
+    respond(json_response(200, {{"ok", true}}));
+  } else if (target == "/v1/stop") {
+    if (!method_is("POST")) return;
+    log.info("node", "stop requested through the control API");
+    asio::post(ioc, [this] { begin_stop(); });
+    respond(json_response(202, {{"stopping", true}}));
+  } else {
+    respond(json_error(404, "no such endpoint: " + std::string(target)));
+  }
+}
 
 result<std::unique_ptr<node>> node::open(node_config cfg, logger& log) {
   log.set_level(parse_log_level(cfg.log_level));
@@ -184,6 +219,8 @@ result<std::unique_ptr<node>> node::open(node_config cfg, logger& log) {
   sc.natpmp = p->cfg.natpmp;
   sc.lsd = p->cfg.lsd;
   sc.local_swarm = p->cfg.local_swarm;
+  sc.upload_rate_limit = p->cfg.max_upload_kbps * 1000;
+  sc.download_rate_limit = p->cfg.max_download_kbps * 1000;
   if (sc.local_swarm) log.warn("node", "local-swarm mode: libtorrent's per-IP protections are off (for tests only)");
   auto* raw = p.get();
   auto session = net::session::start(p->ioc, sc, saved, [raw](std::string const& level, std::string const& msg) {
@@ -191,10 +228,11 @@ result<std::unique_ptr<node>> node::open(node_config cfg, logger& log) {
   });
   if (!session) return session.err();
   p->session = std::move(*session);
+  if (auto st = p->start_sites(); !st) return st.err();
 
   auto control = net::local_http_server::start(p->ioc, control_socket_path(p->cfg.home),
                                                [raw](net::http_request const& r, net::local_http_server::responder respond) {
-                                                 respond(raw->handle(r));
+                                                 raw->handle(r, std::move(respond));
                                                });
   if (!control) return control.err();
   p->control = std::move(*control);
@@ -211,6 +249,9 @@ status node::run() {
   auto& p = *m_impl;
   p.wait_for_signal();
   p.schedule_save();
+  p.schedule_poll();
+  p.schedule_republish();
+  p.schedule_resume_save();
   p.log.info("node", "running; home " + p.cfg.home.string() + ", control socket " + control_socket_path(p.cfg.home).string());
   p.ioc.run();
   return {};

@@ -1,0 +1,116 @@
+// The node's state and its parts, shared by node.cpp (life cycle, control API) and sites.cpp
+// (publishing, following, mirroring). Everything here runs on the node thread, except the
+// blocking jobs run on `workers`, which touch only their own job state and post results back.
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <random>
+
+#include "net/local_http.hpp"
+#include "net/session.hpp"
+#include "node/config.hpp"
+#include "node/home.hpp"
+#include "node/log.hpp"
+#include "node/node.hpp"
+#include "storage/store.hpp"
+
+namespace outlast::node {
+
+using json = nlohmann::json;
+
+struct site_id {
+  crypto::public_key key;
+  std::string site;
+  auto operator<=>(site_id const&) const = default;
+  std::string address() const { return key.to_text() + "/" + site; }
+};
+
+// Errors: invalid_argument naming what is wrong with the address.
+result<site_id> parse_address(std::string_view text);
+
+// Progress of a publish, read by the CLI while it waits (GET /v1/jobs/ID). Guarded by its mutex
+// because the worker thread writes it.
+struct publish_job {
+  std::mutex mutex;
+  std::string phase = "scanning";
+  std::int64_t done = 0, total = 0;
+};
+
+// A version being fetched.
+struct fetch {
+  site_id site;
+  std::int64_t seq = 0;
+  net::info_hash2 ih2{};
+};
+
+struct node::impl {
+  node_config cfg;
+  logger& log;
+  home_lock lock;
+  std::unique_ptr<storage::store> store;
+  boost::asio::io_context ioc{1};
+  boost::asio::signal_set signals{ioc, SIGINT, SIGTERM};
+  boost::asio::steady_timer save_timer{ioc}, poll_timer{ioc}, republish_timer{ioc}, resume_timer{ioc};
+  boost::asio::thread_pool workers{1};
+  std::atomic<bool> cancel_jobs{false};
+  std::unique_ptr<net::session> session;
+  std::unique_ptr<net::local_http_server> control;
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::mt19937 rng{std::random_device{}()};
+  bool stopping = false;
+
+  std::map<std::string, std::shared_ptr<publish_job>> jobs;  // by job id
+  std::map<site_id, bool> publishing;                        // sites with a publish under way
+  std::map<net::info_hash2, fetch> fetching;                 // versions being downloaded
+  std::map<net::info_hash2, site_id> seeding;                // complete versions in the swarm
+  std::map<site_id, std::string> site_errors;                // last problem per site, for `sites`
+  std::int64_t refused_invalid = 0;                          // records refused for bounds or signature
+  std::string last_refusal;
+
+  impl(node_config c, logger& l, home_lock hl) : cfg(std::move(c)), log(l), lock(std::move(hl)) {}
+
+  // node.cpp
+  status register_keys();
+  void save_state();
+  void schedule_save();
+  void wait_for_signal();
+  void begin_stop();
+  json status_json();
+  void handle(net::http_request const& req, net::local_http_server::responder respond);
+
+  // sites.cpp
+  std::filesystem::path version_dir(site_id const& s, std::int64_t seq) const;
+  status start_sites();  // re-adds held versions at start-up
+  void on_dht_ready();
+  void poll_followed();
+  void schedule_poll();
+  void republish();
+  void schedule_republish();
+  void schedule_resume_save();
+  void accept_record(crypto::signed_item const& item, std::string const& source);
+  void consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p);
+  void on_version_finished(net::info_hash2 const& ih2);
+  void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
+  void prune_versions(site_id const& s);
+  void publish(json const& req, net::local_http_server::responder respond);
+  void finish_publish(site_id s, std::int64_t seq, std::shared_ptr<crypto::key_pair> kp, net::built_torrent built,
+                      bool force, std::vector<std::string> notes, net::local_http_server::responder respond);
+  net::http_response follow(json const& req);
+  net::http_response unfollow(json const& req);
+  json sites_json();
+};
+
+net::http_response json_response(int status, json const& body);
+net::http_response json_error(int status, std::string message);
+
+}  // namespace outlast::node

@@ -1,0 +1,628 @@
+// Publishing, following and mirroring sites: the node's side of design.md's "Moving things".
+#include <boost/asio/post.hpp>
+#include <ctime>
+
+#include "crypto/base32.hpp"
+#include "node/detail/node_impl.hpp"
+#include "node/keyring.hpp"
+#include "node/site_dir.hpp"
+
+namespace outlast::node {
+
+namespace asio = boost::asio;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::string_view resume_space = "resume";
+constexpr int kept_versions = 2;  // complete versions kept on disk per site (GC policy comes later)
+
+std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+net::info_hash2 ih2_of(std::array<std::uint8_t, 32> const& a) { return a; }
+
+std::string magnet(net::info_hash2 const& ih2) { return "magnet:?xt=urn:btmh:1220" + net::to_hex(ih2); }
+
+std::string gateway_url(node_config const& cfg, site_id const& s) {
+  auto port = cfg.gateway.substr(cfg.gateway.rfind(':') + 1);
+  return "http://" + s.site + "." + s.key.to_text() + ".localhost:" + port + "/";
+}
+
+}  // namespace
+
+result<site_id> parse_address(std::string_view text) {
+  auto slash = text.find('/');
+  if (slash == std::string_view::npos)
+    return make_error(errc::invalid_argument, "an address is KEY/SITE (the publisher's 52-character key, a slash, the site name)");
+  auto key = crypto::parse_public_key(text.substr(0, slash));
+  if (!key) return make_error(errc::invalid_argument, "bad address: " + key.err().message);
+  auto site = std::string(text.substr(slash + 1));
+  while (!site.empty() && site.back() == '/') site.pop_back();
+  if (!crypto::valid_site_name(site))
+    return make_error(errc::invalid_argument, "bad address: site name '" + site + "' must be 1-63 of a-z, 0-9 and '-', not starting with '-'");
+  return site_id{*key, site};
+}
+
+fs::path node::impl::version_dir(site_id const& s, std::int64_t seq) const {
+  return cfg.home / "sites" / s.key.to_text() / s.site / std::to_string(seq);
+}
+
+// --- start-up ---
+
+status node::impl::start_sites() {
+  session->set_events({
+      [this](crypto::signed_item const& item) { accept_record(item, "DHT"); },
+      [this](net::info_hash2 const& ih2) { on_version_finished(ih2); },
+      [this](net::info_hash2 const& ih2, std::string const& msg) { on_version_failed(ih2, msg); },
+      [this](net::info_hash2 const& ih2, std::string const& blob) {
+        auto st = store->write([&](storage::txn& t) { return t.put_blob(resume_space, net::to_hex(ih2), blob); });
+        if (!st) log.error("store", "cannot save download progress: " + st.err().message);
+      },
+      [this] { on_dht_ready(); },
+  });
+
+  std::vector<storage::site_record> sites;
+  auto st = store->read([&](storage::txn& t) -> status {
+    auto v = t.list_sites();
+    if (!v) return v.err();
+    sites = std::move(*v);
+    return {};
+  });
+  if (!st) return st;
+  for (auto const& rec : sites) {
+    site_id s{rec.key, rec.name};
+    // Leftovers of a publish that was interrupted: never acknowledged, safe to drop.
+    std::error_code ec;
+    for (auto const& e : fs::directory_iterator(version_dir(s, 0).parent_path(), ec))
+      if (e.path().filename().string().rfind(".staging-", 0) == 0) fs::remove_all(e.path(), ec);
+
+    std::vector<storage::version_record> versions;
+    std::optional<crypto::signed_item> pointer;
+    (void)store->read([&](storage::txn& t) -> status {
+      if (auto v = t.list_versions(s.key, s.site)) versions = std::move(*v);
+      if (auto r = t.get_record(s.key, s.site); r && *r) pointer = **r;
+      return {};
+    });
+    for (auto const& v : versions) {
+      if (!v.complete || v.seq != rec.version) continue;
+      std::optional<std::string> resume;
+      (void)store->read([&](storage::txn& t) -> status {
+        if (auto b = t.get_blob(resume_space, net::to_hex(v.ih2)); b && *b) resume = **b;
+        return {};
+      });
+      net::version_spec spec;
+      spec.ih2 = v.ih2;
+      spec.save_path = version_dir(s, v.seq);
+      if (resume) spec.resume = *resume;
+      else if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) spec.torrent = *t;
+      if (auto added = session->add_version(spec); !added) {
+        log.error("sites", s.address() + " version " + std::to_string(v.seq) + ": " + added.err().message);
+        site_errors[s] = added.err().message;
+        continue;
+      }
+      seeding[v.ih2] = s;
+    }
+    // A newer pointer than the version held: resume fetching it.
+    if (pointer && rec.role == storage::site_role::followed && pointer->seq > rec.version) {
+      if (auto p = crypto::decode_pointer(pointer->value)) consider_pointer(s, pointer->seq, *p);
+    }
+  }
+  return {};
+}
+
+void node::impl::on_dht_ready() {
+  log.info("sites", "DHT ready: looking up followed sites and re-announcing held pointers");
+  poll_followed();
+  republish();
+}
+
+// --- schedules ---
+
+void node::impl::poll_followed() {
+  std::vector<storage::site_record> sites;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto v = t.list_sites()) sites = std::move(*v);
+    return {};
+  });
+  for (auto const& s : sites)
+    if (s.role == storage::site_role::followed) session->get_item(s.key, s.name);
+}
+
+void node::impl::schedule_poll() {
+  // Jitter spreads many mirrors' lookups over time instead of in bursts.
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  auto ms = static_cast<std::int64_t>(cfg.poll_interval_s * 1000 * jitter(rng));
+  poll_timer.expires_after(std::chrono::milliseconds(ms));
+  poll_timer.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    poll_followed();
+    schedule_poll();
+  });
+}
+
+// Every node re-puts the latest signed pointer it holds for each site it publishes or follows,
+// with the publisher's signature: the site stays resolvable when the publisher is gone.
+void node::impl::republish() {
+  std::vector<crypto::signed_item> items;
+  (void)store->read([&](storage::txn& t) -> status {
+    auto sites = t.list_sites();
+    if (!sites) return sites.err();
+    for (auto const& s : *sites)
+      if (auto r = t.get_record(s.key, s.name); r && *r) items.push_back(**r);
+    return {};
+  });
+  for (auto const& item : items) session->put_item(item);
+  if (!items.empty()) log.write(log_level::debug, "sites", "re-announced " + std::to_string(items.size()) + " pointers");
+}
+
+void node::impl::schedule_republish() {
+  republish_timer.expires_after(std::chrono::seconds(cfg.republish_interval_s));
+  republish_timer.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    republish();
+    schedule_republish();
+  });
+}
+
+void node::impl::schedule_resume_save() {
+  resume_timer.expires_after(std::chrono::seconds(cfg.resume_interval_s));
+  resume_timer.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    session->save_resume_data();
+    schedule_resume_save();
+  });
+}
+
+// --- records and versions ---
+
+void node::impl::accept_record(crypto::signed_item const& item, std::string const& source) {
+  auto outcome = store->put_record(item);
+  if (!outcome) {
+    ++refused_invalid;
+    last_refusal = source + ": " + outcome.err().message;
+    log.warn("records", "refused a record from " + source + ": " + outcome.err().message);
+    return;
+  }
+  switch (*outcome) {
+    case storage::record_outcome::stale:
+    case storage::record_outcome::conflict:
+      last_refusal = source + ": " + std::string(storage::to_string(*outcome)) + " record for " + item.key.to_text() + "/" + item.salt +
+                     " seq " + std::to_string(item.seq);
+      log.warn("records", "refused a " + std::string(storage::to_string(*outcome)) + " record from " + source + " for " +
+                              item.key.to_text() + "/" + item.salt + " (seq " + std::to_string(item.seq) + "); kept as evidence");
+      return;
+    case storage::record_outcome::duplicate:
+    case storage::record_outcome::stored:
+      break;
+  }
+  if (!crypto::valid_site_name(item.salt)) return;  // notices and other records: later milestones
+  site_id s{item.key, item.salt};
+  std::optional<storage::site_record> rec;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto r = t.get_site(s.key, s.site); r && *r) rec = **r;
+    return {};
+  });
+  if (!rec || rec->role != storage::site_role::followed) return;
+  auto p = crypto::decode_pointer(item.value);
+  if (!p) {
+    site_errors[s] = "pointer seq " + std::to_string(item.seq) + " is signed but unreadable: " + p.err().message;
+    log.warn("records", s.address() + ": " + site_errors[s]);
+    return;
+  }
+  if (*outcome == storage::record_outcome::stored)
+    log.info("records", "new pointer for " + s.address() + ": version " + std::to_string(item.seq) + " from " + source);
+  consider_pointer(s, item.seq, *p);
+}
+
+void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p) {
+  std::optional<storage::site_record> rec;
+  std::vector<storage::version_record> versions;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto r = t.get_site(s.key, s.site); r && *r) rec = **r;
+    if (auto v = t.list_versions(s.key, s.site)) versions = std::move(*v);
+    return {};
+  });
+  if (!rec || seq <= rec->version) return;
+  for (auto const& [ih, f] : fetching) {
+    if (f.site != s) continue;
+    if (f.seq >= seq) return;  // already fetching this or a newer one
+    log.info("sites", s.address() + ": version " + std::to_string(seq) + " supersedes version " + std::to_string(f.seq) + " being fetched");
+    session->remove_version(ih, true);
+    fetching.erase(ih);
+    break;
+  }
+  net::version_spec spec;
+  spec.ih2 = ih2_of(p.ih2);
+  spec.save_path = version_dir(s, seq);
+  spec.max_size = std::max<std::int64_t>(p.size, 0) + (std::int64_t(1) << 20);  // the signed size, a little slack
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto b = t.get_blob(resume_space, net::to_hex(spec.ih2)); b && *b) spec.resume = **b;
+    for (auto const& v : versions)
+      if (v.complete && v.seq == rec->version)
+        if (auto b = t.get_blob(resume_space, net::to_hex(v.ih2)); b && *b) {
+          spec.reuse_resume = **b;
+          spec.reuse_path = version_dir(s, v.seq);
+        }
+    return {};
+  });
+  storage::version_record v{s.key, s.site, seq, p.ih2, p.size, p.time, false};
+  if (auto st = store->write([&](storage::txn& t) { return t.put_version(v); }); !st) {
+    log.error("store", st.err().message);
+    return;
+  }
+  std::error_code ec;
+  fs::create_directories(spec.save_path, ec);
+  if (auto added = session->add_version(spec); !added) {
+    site_errors[s] = added.err().message;
+    log.error("sites", s.address() + " version " + std::to_string(seq) + ": " + added.err().message);
+    return;
+  }
+  site_errors.erase(s);
+  fetching[spec.ih2] = fetch{s, seq, spec.ih2};
+  log.info("sites", "fetching " + s.address() + " version " + std::to_string(seq) + " (" + std::to_string(p.size) + " bytes, " +
+                        magnet(spec.ih2) + ")");
+}
+
+void node::impl::on_version_finished(net::info_hash2 const& ih2) {
+  auto it = fetching.find(ih2);
+  if (it == fetching.end()) return;  // a seed we added ourselves
+  auto f = it->second;
+  fetching.erase(it);
+  auto st = store->write([&](storage::txn& t) -> status {
+    auto versions = t.list_versions(f.site.key, f.site.site);
+    if (!versions) return versions.err();
+    for (auto v : *versions)
+      if (v.seq == f.seq) {
+        v.complete = true;
+        if (auto s = t.put_version(v); !s) return s;
+      }
+    auto rec = t.get_site(f.site.key, f.site.site);
+    if (!rec) return rec.err();
+    if (!*rec) return {};  // unfollowed meanwhile
+    auto site = **rec;
+    site.version = std::max(site.version, f.seq);
+    return t.put_site(site);
+  });
+  if (!st) {
+    log.error("store", "cannot record version " + std::to_string(f.seq) + " of " + f.site.address() + " as complete: " + st.err().message);
+    return;
+  }
+  auto state = session->version_state(ih2);
+  log.info("sites", "mirrored " + f.site.address() + " version " + std::to_string(f.seq) + " (downloaded " +
+                        std::to_string(state ? state->payload_down : 0) + " bytes, reused " + std::to_string(state ? state->reused : 0) + ")");
+  // The previous version leaves the swarm; its files stay until pruned.
+  for (auto sit = seeding.begin(); sit != seeding.end();) {
+    if (sit->second == f.site) {
+      session->remove_version(sit->first, false);
+      sit = seeding.erase(sit);
+    } else {
+      ++sit;
+    }
+  }
+  seeding[ih2] = f.site;
+  prune_versions(f.site);
+  if (auto r = store->get_record(f.site.key, f.site.site); r && *r) session->put_item(**r);  // we are a mirror now
+}
+
+void node::impl::on_version_failed(net::info_hash2 const& ih2, std::string const& message) {
+  site_id s;
+  if (auto it = fetching.find(ih2); it != fetching.end()) s = it->second.site;
+  else if (auto jt = seeding.find(ih2); jt != seeding.end()) s = jt->second;
+  else return;
+  site_errors[s] = message;
+  log.warn("sites", s.address() + ": " + message);
+}
+
+// Keeps the newest `kept_versions` complete versions and anything newer being fetched.
+void node::impl::prune_versions(site_id const& s) {
+  std::vector<storage::version_record> doomed;
+  auto st = store->write([&](storage::txn& t) -> status {
+    auto versions = t.list_versions(s.key, s.site);
+    if (!versions) return versions.err();
+    int complete_seen = 0;
+    for (auto it = versions->rbegin(); it != versions->rend(); ++it) {
+      if (it->complete && ++complete_seen <= kept_versions) continue;
+      if (!it->complete && complete_seen == 0) continue;  // newer than anything complete: in flight
+      doomed.push_back(*it);
+    }
+    if (doomed.empty()) return {};
+    // Rewrite the version list without the doomed ones.
+    auto site = t.get_site(s.key, s.site);
+    if (!site || !*site) return site ? status{} : site.err();
+    auto rec = **site;
+    if (auto e = t.erase_site(s.key, s.site); !e) return e;
+    if (auto e = t.put_site(rec); !e) return e;
+    for (auto const& v : *versions) {
+      bool drop = std::any_of(doomed.begin(), doomed.end(), [&](auto const& d) { return d.seq == v.seq; });
+      if (drop) {
+        if (auto e = t.erase_blob(resume_space, net::to_hex(v.ih2)); !e) return e;
+      } else if (auto e = t.put_version(v); !e) {
+        return e;
+      }
+    }
+    return {};
+  });
+  if (!st) {
+    log.error("store", "cannot prune old versions of " + s.address() + ": " + st.err().message);
+    return;
+  }
+  for (auto const& v : doomed) {
+    std::error_code ec;
+    fs::remove_all(version_dir(s, v.seq), ec);
+    fs::remove(version_dir(s, v.seq).string() + ".torrent", ec);
+  }
+}
+
+// --- publish ---
+
+void node::impl::publish(json const& req, net::local_http_server::responder respond) {
+  auto dir = fs::path(req.value("dir", ""));
+  auto site_name = req.value("site", "");
+  auto key_name = req.value("key", "default");
+  bool force = req.value("force", false);
+  auto job_id = req.value("job", "");
+  std::optional<std::string> passphrase;
+  if (req.contains("passphrase") && req["passphrase"].is_string()) passphrase = req["passphrase"].get<std::string>();
+
+  if (!dir.is_absolute()) return respond(json_error(400, "the directory must be an absolute path"));
+  if (!crypto::valid_site_name(site_name))
+    return respond(json_error(400, "site name '" + site_name + "' must be 1-63 of a-z, 0-9 and '-', not starting with '-'"));
+  auto kp = keyring(cfg.home).unlock(key_name, passphrase);
+  if (!kp) return respond(json_error(kp.err().code == errc::wrong_passphrase ? 401 : 400, kp.err().message));
+  site_id s{kp->public_half(), site_name};
+  if (publishing[s]) return respond(json_error(409, "a publish of " + s.address() + " is already under way"));
+
+  std::optional<storage::site_record> rec;
+  std::optional<crypto::signed_item> held;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto r = t.get_site(s.key, s.site); r && *r) rec = **r;
+    if (auto r = t.get_record(s.key, s.site); r && *r) held = **r;
+    return {};
+  });
+  if (rec && rec->role == storage::site_role::followed)
+    return respond(json_error(409, s.address() + " is followed here; unfollow it before publishing to it"));
+  std::int64_t seq = std::max(held ? held->seq : 0, rec ? rec->version : 0) + 1;
+
+  auto job = std::make_shared<publish_job>();
+  if (!job_id.empty()) jobs[job_id] = job;
+  publishing[s] = true;
+  auto staging = version_dir(s, seq).parent_path() / (".staging-" + std::to_string(seq));
+  auto shared_kp = std::make_shared<crypto::key_pair>(std::move(*kp));
+  log.info("publish", "publishing " + dir.string() + " as " + s.address() + " version " + std::to_string(seq));
+
+  asio::post(workers, [this, dir, s, seq, staging, job, job_id, shared_kp, force, respond = std::move(respond)]() mutable {
+    auto fail = [&](error const& e) {
+      std::error_code ec;
+      fs::remove_all(staging, ec);
+      asio::post(ioc, [this, s, job_id, e, respond] {
+        publishing.erase(s);
+        jobs.erase(job_id);
+        log.warn("publish", s.address() + ": " + e.message);
+        respond(json_error(e.code == errc::invalid_argument ? 400 : 500, e.message));
+      });
+    };
+    auto scan = scan_site_dir(dir);
+    if (!scan) return fail(scan.err());
+    std::error_code ec;
+    fs::remove_all(staging, ec);
+    auto progress = [job](char const* phase) {
+      return [job, phase](std::int64_t done, std::int64_t total) {
+        std::lock_guard g(job->mutex);
+        job->phase = phase;
+        job->done = done;
+        job->total = total;
+      };
+    };
+    // A private copy: the publisher may edit the directory again while we seed this version.
+    if (auto st = copy_site(*scan, staging / s.site, progress("copying"), cancel_jobs); !st) return fail(st.err());
+    auto built = net::make_torrent(staging, s.site, progress("hashing"), &cancel_jobs);
+    if (!built) return fail(built.err());
+    asio::post(ioc, [this, s, seq, shared_kp, built = std::move(*built), force, notes = scan->notes, job_id,
+                     respond = std::move(respond)]() mutable {
+      finish_publish(s, seq, shared_kp, std::move(built), force, std::move(notes), std::move(respond));
+      jobs.erase(job_id);
+    });
+  });
+}
+
+void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<crypto::key_pair> kp, net::built_torrent built,
+                                bool force, std::vector<std::string> notes, net::local_http_server::responder respond) {
+  publishing.erase(s);
+  auto staging = version_dir(s, seq).parent_path() / (".staging-" + std::to_string(seq));
+  std::error_code ec;
+  if (stopping) {
+    fs::remove_all(staging, ec);
+    return respond(json_error(503, "the node is stopping"));
+  }
+  std::optional<storage::version_record> latest;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto v = t.list_versions(s.key, s.site))
+      for (auto const& x : *v)
+        if (x.complete) latest = x;
+    return {};
+  });
+  json out = {{"address", s.address()}, {"infohash", net::to_hex(built.ih2)}, {"magnet", magnet(built.ih2)},
+              {"url", gateway_url(cfg, s)}, {"files", built.files}, {"bytes", built.size}, {"notes", notes}};
+  if (latest && latest->ih2 == built.ih2 && !force) {
+    fs::remove_all(staging, ec);
+    out["version"] = latest->seq;
+    out["unchanged"] = true;
+    log.info("publish", s.address() + ": unchanged since version " + std::to_string(latest->seq));
+    return respond(json_response(200, out));
+  }
+  auto final_dir = version_dir(s, seq);
+  fs::remove_all(final_dir, ec);
+  fs::rename(staging, final_dir, ec);
+  if (ec) return respond(json_error(500, "cannot move the new version into place: " + ec.message()));
+  if (auto st = crypto::write_private_file(final_dir.string() + ".torrent", built.torrent, true); !st)
+    return respond(json_error(500, st.err().message));
+
+  crypto::pointer p{built.ih2, now_s(), built.size};
+  auto item = crypto::sign_item(*kp, s.site, seq, crypto::encode_pointer(p));
+  if (!item) return respond(json_error(500, item.err().message));
+  auto st = store->write([&](storage::txn& t) -> status {
+    auto r = t.put_record(*item, now_s());
+    if (!r) return r.err();
+    if (*r != storage::record_outcome::stored) return make_error(errc::stale, "the store holds a newer pointer for this site");
+    storage::site_record rec{s.key, s.site, storage::site_role::published, seq, now_s()};
+    if (auto old = t.get_site(s.key, s.site); old && *old) rec.added = (*old)->added;
+    if (auto e = t.put_site(rec); !e) return e;
+    return t.put_version({s.key, s.site, seq, built.ih2, built.size, p.time, true});
+  });
+  if (!st) return respond(json_error(500, "cannot record the new version: " + st.err().message));
+
+  net::version_spec spec;
+  spec.ih2 = built.ih2;
+  spec.save_path = final_dir;
+  spec.torrent = built.torrent;
+  spec.seed = true;
+  if (auto added = session->add_version(spec); !added) return respond(json_error(500, added.err().message));
+  for (auto it = seeding.begin(); it != seeding.end();) {
+    if (it->second == s) {
+      session->remove_version(it->first, false);
+      it = seeding.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  seeding[built.ih2] = s;
+  session->put_item(*item);
+  prune_versions(s);
+  out["version"] = seq;
+  out["unchanged"] = false;
+  log.info("publish", "published " + s.address() + " version " + std::to_string(seq) + ": " + std::to_string(built.files) +
+                          " files, " + std::to_string(built.size) + " bytes, " + magnet(built.ih2));
+  respond(json_response(200, out));
+}
+
+// --- follow ---
+
+net::http_response node::impl::follow(json const& req) {
+  auto s = parse_address(req.value("address", ""));
+  if (!s) return json_error(400, s.err().message);
+  bool created = false;
+  auto st = store->write([&](storage::txn& t) -> status {
+    auto rec = t.get_site(s->key, s->site);
+    if (!rec) return rec.err();
+    if (*rec) {
+      if ((*rec)->role == storage::site_role::published)
+        return make_error(errc::already_exists, "you publish " + s->address() + " from this node");
+      return {};
+    }
+    created = true;
+    return t.put_site({s->key, s->site, storage::site_role::followed, 0, now_s()});
+  });
+  if (!st) return json_error(st.err().code == errc::already_exists ? 409 : 500, st.err().message);
+  if (created) log.info("sites", "following " + s->address());
+  // Act on a pointer we already hold (from an earlier follow or an import), then ask the DHT.
+  if (auto r = store->get_record(s->key, s->site); r && *r)
+    if (auto p = crypto::decode_pointer((*r)->value)) consider_pointer(*s, (*r)->seq, *p);
+  session->get_item(s->key, s->site);
+  return json_response(200, {{"address", s->address()}, {"following", true}, {"new", created}});
+}
+
+net::http_response node::impl::unfollow(json const& req) {
+  auto s = parse_address(req.value("address", ""));
+  if (!s) return json_error(400, s.err().message);
+  std::optional<storage::site_record> rec;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto r = t.get_site(s->key, s->site); r && *r) rec = **r;
+    return {};
+  });
+  if (!rec) return json_error(404, "not following " + s->address());
+  if (rec->role == storage::site_role::published) return json_error(409, "you publish " + s->address() + "; it cannot be unfollowed");
+  for (auto* m : {&fetching}) {
+    for (auto it = m->begin(); it != m->end();) {
+      if (it->second.site == *s) {
+        session->remove_version(it->first, true);
+        it = m->erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto it = seeding.begin(); it != seeding.end();) {
+    if (it->second == *s) {
+      session->remove_version(it->first, false);
+      it = seeding.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  std::vector<storage::version_record> versions;
+  auto st = store->write([&](storage::txn& t) -> status {
+    if (auto v = t.list_versions(s->key, s->site)) versions = std::move(*v);
+    for (auto const& v : versions)
+      if (auto e = t.erase_blob(resume_space, net::to_hex(v.ih2)); !e) return e;
+    return t.erase_site(s->key, s->site);  // signed records stay: they are evidence and cheap
+  });
+  if (!st) return json_error(500, st.err().message);
+  std::error_code ec;
+  fs::remove_all(version_dir(*s, 0).parent_path(), ec);
+  site_errors.erase(*s);
+  log.info("sites", "unfollowed " + s->address() + " and removed its files");
+  return json_response(200, {{"address", s->address()}, {"following", false}});
+}
+
+json node::impl::sites_json() {
+  json out = json::array();
+  std::vector<storage::site_record> sites;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto v = t.list_sites()) sites = std::move(*v);
+    return {};
+  });
+  for (auto const& rec : sites) {
+    site_id s{rec.key, rec.name};
+    std::vector<storage::version_record> versions;
+    std::optional<crypto::signed_item> pointer;
+    (void)store->read([&](storage::txn& t) -> status {
+      if (auto v = t.list_versions(s.key, s.site)) versions = std::move(*v);
+      if (auto r = t.get_record(s.key, s.site); r && *r) pointer = **r;
+      return {};
+    });
+    std::int64_t bytes = 0, latest = pointer ? pointer->seq : rec.version;
+    for (auto const& v : versions)
+      if (v.seq == rec.version) bytes = v.size;
+    int peers = 0;
+    std::int64_t downloaded = 0, reused = 0;
+    double progress = rec.version > 0 ? 1.0 : 0.0;
+    bool fetching_now = false;
+    for (auto const& [ih, f] : fetching) {
+      if (f.site != s) continue;
+      fetching_now = true;
+      if (auto st = session->version_state(ih)) {
+        progress = st->progress;
+        peers += st->peers;
+        downloaded += st->payload_down;
+        reused += st->reused;
+      }
+    }
+    for (auto const& [ih, owner] : seeding) {
+      if (owner != s) continue;
+      if (auto st = session->version_state(ih)) {
+        peers += st->peers;
+        downloaded += st->payload_down;
+      }
+    }
+    std::optional<std::int64_t> age;
+    if (pointer)
+      if (auto p = crypto::decode_pointer(pointer->value)) age = now_s() - p->time;
+    json j = {{"address", s.address()},
+              {"role", storage::to_string(rec.role)},
+              {"version", rec.version},
+              {"latest", latest},
+              {"bytes", bytes},
+              {"complete", rec.version > 0 && !fetching_now && rec.version >= latest},
+              {"progress", progress},
+              {"peers", peers},
+              {"age_s", age ? json(*age) : json(nullptr)},
+              {"downloaded", downloaded},
+              {"reused", reused},
+              {"url", gateway_url(cfg, s)}};
+    if (auto e = site_errors.find(s); e != site_errors.end()) j["error"] = e->second;
+    out.push_back(j);
+  }
+  return out;
+}
+
+}  // namespace outlast::node
