@@ -11,12 +11,14 @@
 #include <libtorrent/torrent_status.hpp>
 #include <libtorrent/write_resume_data.hpp>
 #include <libtorrent/hex.hpp>
+#include <libtorrent/ip_filter.hpp>
 #include <libtorrent/session.hpp>
 #include <libtorrent/session_params.hpp>
 #include <libtorrent/session_stats.hpp>
 #include <libtorrent/settings_pack.hpp>
 
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <sstream>
 
@@ -112,6 +114,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
     return out;
   }
 
+  bool debug_alerts = std::getenv("OUTLAST_DEBUG_SWARM") != nullptr;
+
   lt::settings_pack settings(bool enable_dht) const {
     lt::settings_pack p;
     p.set_str(lt::settings_pack::user_agent, "Outlast/0.1.0 libtorrent/" LIBTORRENT_VERSION);
@@ -140,12 +144,16 @@ struct session::impl : std::enable_shared_from_this<impl> {
     p.set_int(lt::settings_pack::download_rate_limit, cfg.download_rate_limit);
     p.set_int(lt::settings_pack::alert_mask, static_cast<int>(
         lt::alert_category::error | lt::alert_category::status | lt::alert_category::dht |
-        lt::alert_category::port_mapping | lt::alert_category::storage));
+        lt::alert_category::port_mapping | lt::alert_category::storage |
+        (debug_alerts ? lt::alert_category::peer | lt::alert_category::connect | lt::alert_category::dht_operation : lt::alert_category_t{})));
     if (cfg.local_swarm) {
       p.set_bool(lt::settings_pack::dht_restrict_routing_ips, false);
       p.set_bool(lt::settings_pack::dht_restrict_search_ips, false);
       p.set_int(lt::settings_pack::dht_block_ratelimit, 100000);
       p.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
+      // On loopback uTP is much slower than TCP (shared/libtorrent-notes.md), and a killed
+      // node's uTP connections linger on the other side (no RST) and block its reconnection.
+      p.set_bool(lt::settings_pack::enable_outgoing_utp, false);
     }
     return p;
   }
@@ -197,6 +205,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (outstanding_resume > 0) --outstanding_resume;
     } else if (lt::alert_cast<lt::dht_put_alert>(a)) {
       log("debug", a->message());
+    } else if (debug_alerts && (lt::alert_cast<lt::peer_connect_alert>(a) || lt::alert_cast<lt::peer_disconnected_alert>(a) ||
+                                lt::alert_cast<lt::peer_error_alert>(a) || lt::alert_cast<lt::dht_outgoing_get_peers_alert>(a) ||
+                                lt::alert_cast<lt::incoming_connection_alert>(a) || lt::alert_cast<lt::dht_get_peers_alert>(a) ||
+                                lt::alert_cast<lt::dht_announce_alert>(a))) {
+      log("debug", a->message());
     } else if (lt::alert_cast<lt::portmap_alert>(a) || lt::alert_cast<lt::portmap_error_alert>(a)) {
       log("info", a->message());
     } else if (a->category() & lt::alert_category::error) {
@@ -246,13 +259,24 @@ struct session::impl : std::enable_shared_from_this<impl> {
       auto old = lt::read_resume_data({e->spec.reuse_resume.data(), static_cast<std::ptrdiff_t>(e->spec.reuse_resume.size())}, ec);
       if (!ec && old.ti) {
         e->reused = detail::place_unchanged(*old.ti, e->spec.reuse_path, *ti, e->spec.save_path);
-        if (e->reused > 0) {
-          log("info", "reusing " + std::to_string(e->reused) + " bytes of unchanged files for " + to_hex(e->spec.ih2));
-          e->awaiting_check = true;
-          h.force_recheck();
-          return;
-        }
+        if (e->reused > 0) log("info", "reusing " + std::to_string(e->reused) + " bytes of unchanged files for " + to_hex(e->spec.ih2));
       }
+    }
+    // Files already on disk (placed just now, or written before a crash that came before any
+    // resume data held the metadata) are checked rather than fetched again.
+    bool any_on_disk = false;
+    auto const& files = ti->files();
+    for (auto i : files.file_range()) {
+      std::error_code fec;
+      if (!files.pad_file_at(i) && std::filesystem::file_size(e->spec.save_path / files.file_path(i), fec) > 0 && !fec) {
+        any_on_disk = true;
+        break;
+      }
+    }
+    if (any_on_disk) {
+      e->awaiting_check = true;
+      h.force_recheck();
+      return;
     }
     h.unset_flags(lt::torrent_flags::upload_mode);
   }
@@ -289,6 +313,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
     for (auto& [ih, e] : torrents) {
       auto st = e.handle.status({});
       if (st.is_finished || st.num_peers > 0) continue;
+      log("debug", "no peers yet for " + to_hex(ih) + " (state " + std::to_string(static_cast<int>(st.state)) + ", flags " +
+                       std::to_string(static_cast<std::uint64_t>(st.flags)) + ", metadata " + (st.has_metadata ? "yes" : "no") +
+                       (st.errc ? ", error " + st.errc.message() : "") + "): asking the DHT again");
       e.handle.force_dht_announce();
       connect_static_peers(e.handle);
     }
@@ -334,6 +361,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
     ses->post_session_stats();
     if (!dht_ready_reported && cached.dht_nodes > 0) {
       dht_ready_reported = true;
+      // Torrents added before the DHT had nodes announced to nobody, and libtorrent would wait
+      // its 15-minute interval to try again: announce them all now, seeds included.
+      for (auto& [ih, e] : torrents) e.handle.force_dht_announce();
       if (events.dht_ready) events.dht_ready();
     }
     nudge_lonely_torrents();
@@ -384,6 +414,15 @@ result<std::unique_ptr<session>> session::start(boost::asio::io_context& ioc, se
   } catch (std::exception const& e) {
     return make_error(errc::io_error, std::string("cannot start the BitTorrent session: ") + e.what());
   }
+  if (cfg.local_swarm && (cfg.upload_rate_limit > 0 || cfg.download_rate_limit > 0)) {
+    // libtorrent exempts local-network peers (loopback included) from rate limits; a local
+    // swarm is all local peers, so put every address in the global, limited class.
+    lt::ip_filter classes;
+    auto global = std::uint32_t(1) << static_cast<std::uint32_t>(lt::session::global_peer_class_id);
+    classes.add_rule(boost::asio::ip::make_address("0.0.0.0"), boost::asio::ip::make_address("255.255.255.255"), global);
+    classes.add_rule(boost::asio::ip::make_address("::"), boost::asio::ip::make_address("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), global);
+    p->ses->set_peer_class_filter(classes);
+  }
   std::weak_ptr<impl> weak = p;
   p->ses->set_alert_notify([weak, &ioc] {
     boost::asio::post(ioc, [weak] {
@@ -424,7 +463,9 @@ status session::add_version(version_spec const& spec) {
   if (atp.ti && detail::v2_of(*atp.ti) != spec.ih2)
     return make_error(errc::invalid_argument, "the torrent does not match info-hash " + to_hex(spec.ih2));
   atp.save_path = spec.save_path.string();
-  atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused);
+  // Flags come from us, not from saved resume data (which may have been saved mid-way).
+  atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode |
+                 lt::torrent_flags::seed_mode | lt::torrent_flags::stop_when_ready);
   if (spec.seed) atp.flags |= lt::torrent_flags::seed_mode;
   // Until its metadata is checked, a version only fetches metadata: no data is requested.
   if (!atp.ti) atp.flags |= lt::torrent_flags::upload_mode;

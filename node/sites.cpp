@@ -152,7 +152,7 @@ void node::impl::republish() {
     return {};
   });
   for (auto const& item : items) session->put_item(item);
-  if (!items.empty()) log.write(log_level::debug, "sites", "re-announced " + std::to_string(items.size()) + " pointers");
+  if (!items.empty()) log.info("sites", "re-announced " + std::to_string(items.size()) + " signed pointers in the DHT");
 }
 
 void node::impl::schedule_republish() {

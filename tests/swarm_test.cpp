@@ -1,0 +1,218 @@
+// Swarm tests: several real nodes on 127.0.0.1, finding each other through a private DHT.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <random>
+
+#include "crypto/base32.hpp"
+#include "crypto/records.hpp"
+#include "net/local_http.hpp"
+#include "tests/support/swarm.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace outlast;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+void write_random(fs::path const& p, std::size_t size, unsigned seed) {
+  fs::create_directories(p.parent_path());
+  std::mt19937 rng(seed);
+  std::string data(size, '\0');
+  for (auto& c : data) c = static_cast<char>(rng());
+  std::ofstream(p, std::ios::binary).write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+// A small news site: an index, a stylesheet, `articles` pages of 64 KB and one 2 MB image.
+void make_site(fs::path const& dir, int articles = 30) {
+  fs::create_directories(dir);
+  std::ofstream(dir / "index.html") << "<!doctype html><title>News</title><link rel=stylesheet href=style.css><h1>News</h1>\n";
+  std::ofstream(dir / "style.css") << "body { font-family: serif; }\n";
+  for (int i = 0; i < articles; ++i) write_random(dir / "articles" / ("a" + std::to_string(i) + ".html"), 64 * 1024, static_cast<unsigned>(i));
+  write_random(dir / "img" / "front.jpg", 2 * 1024 * 1024, 999);
+}
+
+// True when both trees hold the same files with the same bytes.
+bool same_tree(fs::path const& a, fs::path const& b) {
+  std::vector<fs::path> fa, fb;
+  for (auto const& e : fs::recursive_directory_iterator(a))
+    if (e.is_regular_file()) fa.push_back(e.path().lexically_relative(a));
+  for (auto const& e : fs::recursive_directory_iterator(b))
+    if (e.is_regular_file()) fb.push_back(e.path().lexically_relative(b));
+  std::sort(fa.begin(), fa.end());
+  std::sort(fb.begin(), fb.end());
+  if (fa != fb) return false;
+  for (auto const& f : fa) {
+    std::ifstream x(a / f, std::ios::binary), y(b / f, std::ios::binary);
+    if (!std::equal(std::istreambuf_iterator<char>(x), {}, std::istreambuf_iterator<char>(y), {})) return false;
+  }
+  return true;
+}
+
+fs::path mirrored_files(test::swarm_node const& n, std::string const& address, std::int64_t version) {
+  auto key = address.substr(0, address.find('/'));
+  auto site = address.substr(address.find('/') + 1);
+  return n.home() / "sites" / key / site / std::to_string(version) / site;
+}
+
+bool has_version(test::swarm_node const& n, std::string const& address, std::int64_t version) {
+  auto s = n.site(address);
+  return !s.is_null() && s["version"].get<std::int64_t>() >= version && s["complete"].get<bool>();
+}
+
+std::vector<std::string> const fast_schedules = {"--poll-interval", "1", "--republish-interval", "1", "--resume-interval", "1"};
+
+}  // namespace
+
+TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update that moves only the change", "[swarm]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir);
+  test::swarm_node a("a", base.path(), fast_schedules), b("b", base.path(), fast_schedules), c("c", base.path(), fast_schedules),
+      d("d", base.path(), fast_schedules);
+  a.start({});
+  b.start({a.endpoint()});
+  c.start({a.endpoint(), b.endpoint()});
+
+  auto published = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  REQUIRE(published["version"] == 1);
+  auto address = published["address"].get<std::string>();
+  CHECK(published["magnet"].get<std::string>().rfind("magnet:?xt=urn:btmh:1220", 0) == 0);
+  CHECK(published["infohash"].get<std::string>().size() == 64);
+
+  SECTION("publishing the same directory again keeps the version") {
+    auto again = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+    CHECK(again["unchanged"] == true);
+    CHECK(again["version"] == 1);
+  }
+
+  // B and C know no peer: only the DHT bootstrap. They find the pointer and the swarm there.
+  REQUIRE(b.cli({"follow", address}).code == 0);
+  REQUIRE(c.cli({"follow", address}).code == 0);
+  bool mirrored = test::wait_until([&] { return has_version(b, address, 1) && has_version(c, address, 1); }, 60s);
+  INFO("b:\n" << b.log() << "\nc:\n" << c.log());
+  REQUIRE(mirrored);
+  CHECK(same_tree(site_dir, mirrored_files(b, address, 1)));
+  CHECK(same_tree(site_dir, mirrored_files(c, address, 1)));
+  auto at_b = b.site(address);
+  CHECK(at_b["role"] == "followed");
+  std::int64_t site_bytes = 0;
+  for (auto const& e : fs::recursive_directory_iterator(site_dir))
+    if (e.is_regular_file()) site_bytes += static_cast<std::int64_t>(e.file_size());
+  CHECK(at_b["bytes"].get<std::int64_t>() == site_bytes);
+
+  // Outage: the publisher is gone for good. The mirrors keep re-announcing its pointer.
+  a.stop();
+  auto reannounced = [](test::swarm_node& n) { return n.log().find("re-announced") != std::string::npos; };
+  REQUIRE(test::wait_until([&] { return reannounced(b) && reannounced(c); }, 20s));
+
+  // A newcomer who only knows the mirrors gets the whole site from them.
+  d.start({b.endpoint(), c.endpoint()});
+  REQUIRE(d.cli({"follow", address}).code == 0);
+  bool rescued = test::wait_until([&] { return has_version(d, address, 1); }, 60s);
+  INFO("d:\n" << d.log());
+  REQUIRE(rescued);
+  CHECK(same_tree(site_dir, mirrored_files(d, address, 1)));
+
+  // The publisher returns with one changed article: every mirror fetches about that file only.
+  write_random(site_dir / "articles" / "a7.html", 64 * 1024, 4242);
+  a.start({b.endpoint(), c.endpoint(), d.endpoint()});
+  auto v2 = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  REQUIRE(v2["version"] == 2);
+  bool updated = test::wait_until([&] { return has_version(b, address, 2) && has_version(c, address, 2) && has_version(d, address, 2); }, 60s);
+  INFO("b:\n" << b.log() << "\nd:\n" << d.log());
+  REQUIRE(updated);
+  for (auto* n : {&b, &c, &d}) {
+    INFO(n->name());
+    CHECK(same_tree(site_dir, mirrored_files(*n, address, 2)));
+    auto s = n->site(address);
+    // The changed 64 KiB file, plus at most a few 16 KiB blocks that end-game mode asks of two
+    // peers at once; not the 4 MB site.
+    CHECK(s["downloaded"].get<std::int64_t>() >= 64 * 1024);
+    CHECK(s["downloaded"].get<std::int64_t>() <= 64 * 1024 + 64 * 1024);
+  }
+  for (auto* n : {&a, &b, &c, &d}) n->stop();
+}
+
+TEST_CASE("forged, replayed and oversized pointers are refused and shown in status", "[swarm]") {
+  test::temp_dir base;
+  test::swarm_node b("b", base.path());
+  b.start({});
+  auto publisher = crypto::key_pair::generate();
+  auto address = publisher.public_half().to_text() + "/blog";
+  REQUIRE(b.cli({"follow", address}).code == 0);
+
+  auto submit = [&](crypto::signed_item const& item) {
+    auto body = json{{"item", crypto::to_hex(crypto::as_bytes(crypto::encode_item(item)))}}.dump();
+    auto r = net::local_http_call(b.home() / "control.sock", {"POST", "/v1/records", body});
+    REQUIRE(r);
+    return *r;
+  };
+  auto pointer = [&](std::int64_t seq, std::uint8_t tag) {
+    crypto::pointer p;
+    p.ih2.fill(tag);
+    p.time = 1700000000 + seq;
+    p.size = 1000;
+    return *crypto::sign_item(publisher, "blog", seq, crypto::encode_pointer(p));
+  };
+
+  CHECK(submit(pointer(5, 1)).status == 200);  // accepted: the node starts fetching it
+  auto older = submit(pointer(4, 2));          // validly signed, but a rollback
+  CHECK(older.status == 409);
+  CHECK(older.body.find("stale") != std::string::npos);
+  auto fork = submit(pointer(5, 3));           // same seq, other content
+  CHECK(fork.status == 409);
+  auto forged = pointer(6, 4);
+  forged.sig.bytes[10] ^= 0x40;
+  CHECK(submit(forged).status == 422);
+  auto oversized = pointer(7, 5);
+  oversized.value = "1001:" + std::string(1001, 'x');
+  CHECK(submit(oversized).status == 422);
+
+  auto status = b.cli_json({"status"});
+  CHECK(status["refused"]["rollbacks_and_forks"] == 2);
+  CHECK(status["refused"]["invalid"] == 2);
+  auto text = b.cli({"status"});
+  CHECK(text.out.find("refused   4 records") != std::string::npos);
+  auto site = b.site(address);
+  CHECK(site["latest"] == 5);  // the accepted pointer stands
+  b.stop();
+}
+
+TEST_CASE("a follower killed mid-download resumes without fetching again what it had", "[swarm]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  fs::create_directories(site_dir);
+  for (int i = 0; i < 10; ++i) write_random(site_dir / ("part" + std::to_string(i) + ".bin"), 1024 * 1024, static_cast<unsigned>(i));
+  constexpr std::int64_t total = 10 * 1024 * 1024;
+  // 2 MB/s from the only seed: slow enough to stop it in the middle.
+  // H is a plain DHT node: it keeps the swarm's announcements while F is down, as the many
+  // nodes of the real DHT would (with only A and F, A's announcement lived in F's memory).
+  test::swarm_node h("h", base.path()), a("a", base.path(), {"--max-upload-rate", "2000"}), f("f", base.path(), fast_schedules);
+  h.start({});
+  a.start({h.endpoint()});
+  f.start({h.endpoint()});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "big"})["address"].get<std::string>();
+  REQUIRE(f.cli({"follow", address}).code == 0);
+  double progress = 0;
+  REQUIRE(test::wait_until([&] {
+    auto s = f.site(address);
+    progress = s.is_null() ? 0 : s["progress"].get<double>();
+    return progress >= 0.35;
+  }, 30s));
+  f.kill();
+  INFO("killed at " << progress);
+  REQUIRE(progress < 0.95);
+
+  f.start({h.endpoint()});
+  bool done = test::wait_until([&] { return has_version(f, address, 1); }, 60s);
+  INFO(f.log());
+  REQUIRE(done);
+  CHECK(same_tree(site_dir, mirrored_files(f, address, 1)));
+  auto again = f.site(address)["downloaded"].get<std::int64_t>();
+  // What it had at the kill, minus at most ~1 s of progress not yet saved, is not fetched again.
+  CHECK(again <= static_cast<std::int64_t>((1 - progress) * total) + 3 * 1024 * 1024);
+  CHECK(again < total);
+  for (auto* n : {&a, &f, &h}) n->stop();
+}
