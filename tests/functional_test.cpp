@@ -46,6 +46,14 @@ struct cli {
   }
 };
 
+// A publisher key nobody here holds: made by another home's `init`.
+std::string crypto_free_key() {
+  cli other;
+  auto r = other({"init", "--json"});
+  REQUIRE(r.code == 0);
+  return json::parse(r.out)["default_key"].get<std::string>();
+}
+
 std::string dht_id_from_log(std::string const& log) {
   std::smatch m;
   static std::regex const re("node id ([0-9a-f]{40})");
@@ -200,4 +208,75 @@ TEST_CASE("node: a bad config file or flag is a usage error naming the problem",
   auto bad_listen = fresh({"node", "--listen", "localhost:1"});
   CHECK(bad_listen.code == 2);
   CHECK(bad_listen.err.find("IP literal") != std::string::npos);
+}
+
+TEST_CASE("publish, follow and sites: a user's mistakes get clear errors", "[functional]") {
+  cli outlast;
+  REQUIRE(outlast({"init"}).code == 0);
+  auto site = outlast.dir / "site";
+  std::filesystem::create_directories(site);
+  { std::ofstream(site / "index.html") << "<h1>hello</h1>"; }
+
+  CHECK(outlast({"publish", site.string(), "--site", "blog"}).code == 3);  // no node yet
+  auto node = outlast.start_node();
+  outlast.wait_for_status(*node);
+
+  auto no_site = outlast({"publish", site.string()});
+  CHECK(no_site.code == 2);
+  CHECK(no_site.err.find("--site") != std::string::npos);
+  CHECK(outlast({"publish", (outlast.dir / "missing").string(), "--site", "blog"}).code == 2);
+  auto bad_name = outlast({"publish", site.string(), "--site", "My Blog"});
+  CHECK(bad_name.code == 1);
+  CHECK(bad_name.err.find("site name") != std::string::npos);
+  std::filesystem::create_directories(outlast.dir / "empty");
+  auto empty = outlast({"publish", (outlast.dir / "empty").string(), "--site", "blog"});
+  CHECK(empty.code == 1);
+  CHECK(empty.err.find("no files") != std::string::npos);
+  CHECK(outlast({"publish", site.string(), "--site", "blog", "--key", "nobody"}).code == 1);
+
+  auto first = outlast({"publish", site.string(), "--site", "blog", "--json"});
+  REQUIRE(first.code == 0);
+  auto j = json::parse(first.out);
+  for (auto const* k : {"address", "version", "infohash", "url"}) CHECK(j.contains(k));
+  CHECK(j["version"] == 1);
+  CHECK(j["url"].get<std::string>().find("http://blog.") == 0);
+  auto unchanged = outlast({"publish", site.string(), "--site", "blog"});
+  CHECK(unchanged.code == 0);
+  CHECK(unchanged.out.find("Unchanged") != std::string::npos);
+  auto forced = json::parse(outlast({"publish", site.string(), "--site", "blog", "--force", "--json"}).out);
+  CHECK(forced["version"] == 2);
+
+  // An encrypted key needs its passphrase; without a terminal, say how to give it.
+  { std::ofstream(outlast.dir / "pw") << "s3cret\n"; }
+  REQUIRE(outlast({"key", "new", "locked", "--passphrase-file", (outlast.dir / "pw").string()}).code == 0);
+  auto locked = outlast({"publish", site.string(), "--site", "notes", "--key", "locked"});
+  CHECK(locked.code == 2);
+  CHECK(locked.err.find("passphrase") != std::string::npos);
+  CHECK(outlast({"publish", site.string(), "--site", "notes", "--key", "locked", "--passphrase-file",
+                 (outlast.dir / "pw").string()}).code == 0);
+
+  auto sites = json::parse(outlast({"sites", "--json"}).out);
+  REQUIRE(sites.size() == 2);
+  for (auto const& s : sites) {
+    for (auto const* k : {"address", "role", "version", "bytes", "complete", "progress", "peers", "age_s"}) CHECK(s.contains(k));
+    CHECK(s["role"] == "published");
+    CHECK(s["complete"] == true);
+  }
+  CHECK(outlast({"sites"}).out.find("published") != std::string::npos);
+
+  auto own = outlast({"follow", j["address"].get<std::string>()});
+  CHECK(own.code == 1);
+  CHECK(own.err.find("you publish") != std::string::npos);
+  auto bad = outlast({"follow", "not-an-address"});
+  CHECK(bad.code == 1);
+  CHECK(bad.err.find("KEY/SITE") != std::string::npos);
+  auto stranger = crypto_free_key();
+  CHECK(outlast({"unfollow", stranger + "/blog"}).code == 1);
+  REQUIRE(outlast({"follow", stranger + "/blog"}).code == 0);
+  CHECK(json::parse(outlast({"sites", "--json"}).out).size() == 3);
+  REQUIRE(outlast({"unfollow", stranger + "/blog"}).code == 0);
+  CHECK(json::parse(outlast({"sites", "--json"}).out).size() == 2);
+
+  node->signal(SIGTERM);
+  CHECK(node->wait(20s) == std::optional<int>(0));
 }

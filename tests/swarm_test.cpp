@@ -214,5 +214,13 @@ TEST_CASE("a follower killed mid-download resumes without fetching again what it
   // What it had at the kill, minus at most ~1 s of progress not yet saved, is not fetched again.
   CHECK(again <= static_cast<std::int64_t>((1 - progress) * total) + 3 * 1024 * 1024);
   CHECK(again < total);
+
+  // A clean restart resumes from saved state: complete at once, nothing fetched or re-hashed.
+  f.stop();
+  f.start({h.endpoint()});
+  auto after = f.site(address);
+  CHECK(after["complete"] == true);
+  CHECK(after["downloaded"] == 0);
+  CHECK(f.log().find("fetching") == std::string::npos);
   for (auto* n : {&a, &f, &h}) n->stop();
 }

@@ -1,0 +1,150 @@
+// Component tests for what publishing reads and makes: site directories, v2 torrents, reuse of
+// unchanged files, and site addresses.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <fstream>
+
+#include "net/torrents.hpp"
+#include "node/detail/node_impl.hpp"
+#include "node/site_dir.hpp"
+#include "tests/support/temp_dir.hpp"
+
+using namespace outlast;
+namespace fs = std::filesystem;
+
+namespace {
+void put(fs::path const& p, std::string const& text) {
+  fs::create_directories(p.parent_path());
+  std::ofstream(p, std::ios::binary) << text;
+}
+std::string message_of(fs::path const& dir) {
+  auto r = node::scan_site_dir(dir);
+  REQUIRE_FALSE(r);
+  return r.err().message;
+}
+}  // namespace
+
+TEST_CASE("site directories: what is published and what is refused", "[publish]") {
+  test::temp_dir t;
+  auto site = t / "site";
+  put(site / "index.html", "<h1>hi</h1>");
+  put(site / "css" / "a.css", "body{}");
+  put(site / ".git" / "HEAD", "ref: x");
+  put(site / ".well-known" / "security.txt", "Contact: x");
+  fs::create_directories(site / "empty");
+  fs::create_symlink("index.html", site / "home.html");  // inside: published as a copy
+
+  auto scan = node::scan_site_dir(site);
+  REQUIRE(scan);
+  std::vector<std::string> names;
+  for (auto const& f : scan->files) names.push_back(f.relative.string());
+  CHECK(names == std::vector<std::string>{".well-known/security.txt", "css/a.css", "home.html", "index.html"});
+  CHECK(scan->bytes == 10 + 6 + 11 + 11);
+  bool noted_git = false, noted_empty = false;
+  for (auto const& n : scan->notes) {
+    noted_git |= n.find(".git") != std::string::npos;
+    noted_empty |= n.find("empty") != std::string::npos;
+  }
+  CHECK(noted_git);
+  CHECK(noted_empty);
+
+  SECTION("copying makes a private snapshot") {
+    std::atomic<bool> cancel{false};
+    std::int64_t last = 0;
+    REQUIRE(node::copy_site(*scan, t / "copy", [&](std::int64_t d, std::int64_t) { last = d; }, cancel));
+    CHECK(last == scan->bytes);
+    CHECK(fs::is_regular_file(t / "copy" / "home.html"));
+    CHECK_FALSE(fs::is_symlink(t / "copy" / "home.html"));
+    CHECK_FALSE(fs::exists(t / "copy" / ".git"));
+  }
+  SECTION("a symlink leading outside") {
+    put(t / "secret.txt", "password");
+    fs::create_symlink(t / "secret.txt", site / "leak.txt");
+    auto m = message_of(site);
+    CHECK(m.find("leak.txt") != std::string::npos);
+    CHECK(m.find("outside") != std::string::npos);
+  }
+  SECTION("a broken symlink") {
+    fs::create_symlink("nowhere", site / "dangling");
+    CHECK(message_of(site).find("broken symlink") != std::string::npos);
+  }
+  SECTION("a name that is not UTF-8") {
+    put(site / "caf\xe9.html", "x");
+    CHECK(message_of(site).find("not valid UTF-8") != std::string::npos);
+  }
+  SECTION("an unreadable file") {
+    if (::geteuid() == 0) {
+      SUCCEED("root reads every file: permission refusal cannot be shown");
+    } else {
+      put(site / "private.html", "x");
+      fs::permissions(site / "private.html", fs::perms::none);
+      CHECK(message_of(site).find("private.html") != std::string::npos);
+    }
+  }
+  SECTION("a FIFO") {
+    REQUIRE(::mkfifo((site / "pipe").c_str(), 0600) == 0);
+    CHECK(message_of(site).find("not a regular file") != std::string::npos);
+  }
+}
+
+TEST_CASE("site directories: empty or missing ones are refused", "[publish]") {
+  test::temp_dir t;
+  fs::create_directories(t / "empty" / "sub");
+  CHECK(message_of(t / "empty").find("no files") != std::string::npos);
+  CHECK(message_of(t / "missing").find("not a directory") != std::string::npos);
+  put(t / "file.txt", "x");
+  CHECK(message_of(t / "file.txt").find("not a directory") != std::string::npos);
+}
+
+TEST_CASE("v2 torrents: deterministic, checked, and unchanged files are reused", "[publish]") {
+  test::temp_dir t;
+  put(t / "v1" / "blog" / "index.html", std::string(100000, 'a'));
+  put(t / "v1" / "blog" / "img" / "logo.png", std::string(3 << 20, 'b'));
+  auto one = net::make_torrent(t / "v1", "blog", nullptr);
+  REQUIRE(one);
+  CHECK(one->files == 2);
+  CHECK(one->size == 100000 + (3 << 20));
+  auto again = net::make_torrent(t / "v1", "blog", nullptr);
+  REQUIRE(again);
+  CHECK(again->ih2 == one->ih2);  // same content, same info-hash: "unchanged" is detectable
+
+  auto summary = net::check_torrent(one->torrent, std::int64_t(1) << 30);
+  REQUIRE(summary);
+  CHECK(summary->ih2 == one->ih2);
+  CHECK(summary->size == one->size);
+  CHECK(summary->name == "blog");
+  auto too_big = net::check_torrent(one->torrent, 1000);
+  REQUIRE_FALSE(too_big);
+  CHECK(too_big.err().message.find("over the limit") != std::string::npos);
+  CHECK_FALSE(net::check_torrent("d4:infod4:name1:xee", 1000));
+  CHECK_FALSE(net::check_torrent("garbage", 1000));
+
+  // Version 2 changes index.html and renames the logo: the logo is placed, not fetched.
+  put(t / "v2" / "blog" / "index.html", std::string(100000, 'c'));
+  put(t / "v2" / "blog" / "logo-renamed.png", std::string(3 << 20, 'b'));
+  auto two = net::make_torrent(t / "v2", "blog", nullptr);
+  REQUIRE(two);
+  CHECK(two->ih2 != one->ih2);
+  auto placed = net::place_unchanged_files(one->torrent, t / "v1", two->torrent, t / "follower");
+  REQUIRE(placed);
+  CHECK(*placed == (3 << 20));
+  CHECK(fs::file_size(t / "follower" / "blog" / "logo-renamed.png") == (3u << 20));
+  CHECK_FALSE(fs::exists(t / "follower" / "blog" / "index.html"));  // changed: must come from peers
+}
+
+TEST_CASE("site addresses", "[unit][publish]") {
+  auto key = crypto::key_pair::generate().public_half().to_text();
+  auto ok = node::parse_address(key + "/news");
+  REQUIRE(ok);
+  CHECK(ok->site == "news");
+  CHECK(ok->address() == key + "/news");
+  std::string upper = key;
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  CHECK(node::parse_address(upper + "/news/"));
+  CHECK(node::parse_address(key).err().message.find("KEY/SITE") != std::string::npos);
+  CHECK(node::parse_address(key + "/News").err().message.find("site name") != std::string::npos);
+  CHECK(node::parse_address("abc/news").err().message.find("52") != std::string::npos);
+  CHECK_FALSE(node::parse_address(key + "/.notice"));
+}
