@@ -27,11 +27,13 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j$(JOBS) $(if $(LABEL),-L $(LABEL))
 
-# Benchmarks run on an optimised build of their own.
+# Benchmarks run on an optimised build of their own. BENCH_ARGS=--small for a quick run.
+BENCH_ARGS ?=
 bench: deps
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release
-	cmake --build build-release -j$(JOBS) --target bench_records
+	cmake --build build-release -j$(JOBS) --target outlast bench_records bench_replicate
 	build-release/bench/bench_records
+	build-release/bench/bench_replicate build-release/cli/outlast $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,218 @@
+// bench_replicate: publish a site and replicate it to one follower on loopback, with the real
+// `outlast` binary, beside a stock libtorrent pair (default settings, same files, v2 torrent)
+// in this process. Prints publish time, end-to-end replication MB/s, the reference MB/s, and
+// the bytes an update of one file moves.
+//
+//   bench_replicate OUTLAST_BINARY [--small] [--runs N]
+//
+// The standard site: 1 x 600 MB, 200 x 1 MB, 5,000 x 20 KB (941 MB); --small: 1 x 60 MB,
+// 20 x 1 MB, 500 x 20 KB (91 MB).
+#include <libtorrent/alert_types.hpp>
+#include <libtorrent/create_torrent.hpp>
+#include <libtorrent/session.hpp>
+#include <libtorrent/torrent_info.hpp>
+#include <libtorrent/torrent_status.hpp>
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "tests/support/process.hpp"
+#include "tests/support/temp_dir.hpp"
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using clk = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string binary;
+
+void write_random(fs::path const& p, std::size_t size, std::uint64_t seed) {
+  fs::create_directories(p.parent_path());
+  std::mt19937_64 rng(seed);
+  std::vector<std::uint64_t> buf(std::min<std::size_t>(size, 1 << 20) / 8 + 1);
+  std::ofstream out(p, std::ios::binary);
+  for (std::size_t left = size; left > 0;) {
+    for (auto& w : buf) w = rng();
+    auto n = std::min(left, buf.size() * 8);
+    out.write(reinterpret_cast<char const*>(buf.data()), static_cast<std::streamsize>(n));
+    left -= n;
+  }
+}
+
+std::int64_t make_site(fs::path const& dir, bool small) {
+  int big = small ? 60 : 600, mids = small ? 20 : 200, smalls = small ? 500 : 5000;
+  write_random(dir / "video" / "big.bin", std::size_t(big) << 20, 1);
+  for (int i = 0; i < mids; ++i) write_random(dir / "img" / ("i" + std::to_string(i) + ".jpg"), 1 << 20, 100 + i);
+  for (int i = 0; i < smalls; ++i) write_random(dir / "pages" / std::to_string(i / 100) / ("p" + std::to_string(i) + ".html"), 20 * 1024, 10000 + i);
+  return (std::int64_t(big) << 20) + (std::int64_t(mids) << 20) + std::int64_t(smalls) * 20 * 1024;
+}
+
+struct node_proc {
+  fs::path home;
+  std::unique_ptr<outlast::test::process> proc;
+  std::string endpoint;
+
+  json cli(std::vector<std::string> args, fs::path const& capture) {
+    args.insert(args.begin(), {binary, "--home", home.string()});
+    args.push_back("--json");
+    auto r = outlast::test::run(args, capture, 3600s);
+    if (r.code != 0) throw std::runtime_error("outlast " + args[3] + " failed: " + r.err);
+    return json::parse(r.out);
+  }
+  void start(fs::path const& capture, std::string const& bootstrap) {
+    proc = std::make_unique<outlast::test::process>(
+        std::vector<std::string>{binary, "--home", home.string(), "node", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
+                                 "--local-swarm", "--no-upnp", "--no-natpmp", "--no-lsd", "--poll-interval", "1"},
+        capture);
+    auto deadline = clk::now() + 30s;
+    while (clk::now() < deadline) {
+      std::vector<std::string> args = {binary, "--home", home.string(), "status", "--json"};
+      auto r = outlast::test::run(args, capture, 10s);
+      if (r.code == 0) {
+        auto j = json::parse(r.out);
+        if (!j["listen"].empty() && j["dht_running"].get<bool>()) {
+          endpoint = j["listen"][0].get<std::string>();
+          return;
+        }
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    throw std::runtime_error("node did not start");
+  }
+  void stop() {
+    if (!proc) return;
+    proc->signal(SIGTERM);
+    proc->wait(30s);
+    proc.reset();
+  }
+};
+
+struct outlast_run {
+  double publish_s, replicate_s;
+  std::int64_t update_bytes;
+  double update_s;
+};
+
+outlast_run run_outlast(fs::path const& work, fs::path const& site, std::int64_t changed_size) {
+  outlast::test::temp_dir homes;
+  node_proc a{homes / "a", nullptr, {}}, b{homes / "b", nullptr, {}};
+  a.start(work, "none");
+  b.start(work, a.endpoint);
+  auto t0 = clk::now();
+  auto pub = a.cli({"publish", site.string(), "--site", "bench"}, work);
+  double publish_s = std::chrono::duration<double>(clk::now() - t0).count();
+  auto address = pub["address"].get<std::string>();
+  auto t1 = clk::now();
+  b.cli({"follow", address}, work);
+  auto wait_version = [&](std::int64_t v) {
+    for (;;) {
+      for (auto const& s : b.cli({"sites"}, work))
+        if (s["address"] == address && s["version"].get<std::int64_t>() >= v && s["complete"].get<bool>()) return s;
+      std::this_thread::sleep_for(20ms);
+    }
+  };
+  wait_version(1);
+  double replicate_s = std::chrono::duration<double>(clk::now() - t1).count();
+  // Update: one 20 KB page changes.
+  write_random(site / "pages" / "0" / "p7.html", static_cast<std::size_t>(changed_size), 777);
+  auto t2 = clk::now();
+  a.cli({"publish", site.string(), "--site", "bench"}, work);
+  auto s = wait_version(2);
+  double update_s = std::chrono::duration<double>(clk::now() - t2).count();
+  write_random(site / "pages" / "0" / "p7.html", static_cast<std::size_t>(changed_size), 10007);  // restore
+  a.stop();
+  b.stop();
+  return {publish_s, replicate_s, s["downloaded"].get<std::int64_t>(), update_s};
+}
+
+// Two stock sessions, default settings (no DHT/LSD/UPnP needed: the peer is given directly).
+double run_reference(fs::path const& work, fs::path const& site) {
+  lt::file_storage fst;
+  lt::add_files(fst, site.string());
+  lt::create_torrent ct(fst, 0, lt::create_torrent::v2_only);
+  lt::set_piece_hashes(ct, site.parent_path().string());
+  std::vector<char> buf;
+  lt::bencode(std::back_inserter(buf), ct.generate());
+  auto ti = std::make_shared<lt::torrent_info>(buf, lt::from_span);
+  auto make = [] {
+    lt::settings_pack p;
+    p.set_str(lt::settings_pack::listen_interfaces, "127.0.0.1:0");
+    p.set_bool(lt::settings_pack::enable_dht, false);
+    p.set_bool(lt::settings_pack::enable_lsd, false);
+    p.set_bool(lt::settings_pack::enable_upnp, false);
+    p.set_bool(lt::settings_pack::enable_natpmp, false);
+    return std::make_unique<lt::session>(p);
+  };
+  auto seed = make(), leech = make();
+  lt::add_torrent_params sp;
+  sp.ti = ti;
+  sp.save_path = site.parent_path().string();
+  sp.flags |= lt::torrent_flags::seed_mode;
+  seed->add_torrent(sp);
+  lt::add_torrent_params lp;
+  lp.ti = ti;
+  lp.save_path = (work / "reference").string();
+  auto t0 = clk::now();
+  auto h = leech->add_torrent(lp);
+  while (seed->listen_port() == 0) std::this_thread::sleep_for(5ms);
+  h.connect_peer({boost::asio::ip::make_address("127.0.0.1"), seed->listen_port()});
+  while (!h.status().is_finished) std::this_thread::sleep_for(20ms);
+  double s = std::chrono::duration<double>(clk::now() - t0).count();
+  fs::remove_all(work / "reference");
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: bench_replicate OUTLAST_BINARY [--small] [--runs N]\n");
+    return 2;
+  }
+  binary = argv[1];
+  bool small = false;
+  int runs = 3;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--small") small = true;
+    else if (a == "--runs" && i + 1 < argc) runs = std::atoi(argv[++i]);
+  }
+  outlast::test::temp_dir work;
+  auto site = work / "site";
+  std::printf("bench_replicate: generating the %s site...\n", small ? "small" : "standard");
+  auto bytes = make_site(site, small);
+  double mb = bytes / 1e6;
+  std::vector<double> publish, replicate, reference, update_s;
+  std::vector<std::int64_t> update_bytes;
+  for (int r = 0; r < runs; ++r) {
+    auto o = run_outlast(work.path(), site, 20 * 1024);
+    publish.push_back(o.publish_s);
+    replicate.push_back(o.replicate_s);
+    update_bytes.push_back(o.update_bytes);
+    update_s.push_back(o.update_s);
+    reference.push_back(run_reference(work.path(), site));
+    std::printf("  run %d: publish %.2f s, replicate %.2f s, reference %.2f s, update %lld bytes in %.2f s\n", r + 1, o.publish_s,
+                o.replicate_s, reference.back(), static_cast<long long>(o.update_bytes), o.update_s);
+  }
+  auto median = [](auto v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  double rep = mb / median(replicate), ref = mb / median(reference);
+  std::printf("\n%-34s %10s %14s %24s %8s\n", "workload", "size", "outlast", "reference", "ratio");
+  std::printf("%-34s %7.0f MB %11.2f s %24s %8s\n", "publish (copy + hash + sign)", mb, median(publish), "-", "-");
+  std::printf("%-34s %7.0f MB %9.1f MB/s %13.1f MB/s stock %8.2f\n", "replicate, 1 seed, end to end", mb, rep, ref, rep / ref);
+  std::printf("%-34s %7.0f kB %9lld B   %15d B changed %8.2f\n", "update one 20 KB file: bytes moved", 20.48,
+              static_cast<long long>(median(update_bytes)), 20 * 1024, median(update_bytes) / (20.0 * 1024));
+  std::printf("%-34s %10s %11.2f s\n", "update one 20 KB file: wall time", "", median(update_s));
+  std::printf("(median of %d runs; outlast includes DHT lookup and metadata, the reference is a direct connection)\n", runs);
+  return 0;
+}
