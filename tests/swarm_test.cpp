@@ -135,6 +135,27 @@ TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update th
   for (auto* n : {&a, &b, &c, &d}) n->stop();
 }
 
+TEST_CASE("outage drill with a single mirror: a newcomer who knows only it gets the site", "[swarm]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 5);
+  test::swarm_node a("a", base.path(), fast_schedules), b("b", base.path(), fast_schedules), d("d", base.path(), fast_schedules);
+  a.start({});
+  b.start({a.endpoint()});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  REQUIRE(b.cli({"follow", address}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 60s));
+  a.stop();
+  d.start({b.endpoint()});
+  REQUIRE(d.cli({"follow", address}).code == 0);
+  bool rescued = test::wait_until([&] { return has_version(d, address, 1); }, 60s);
+  INFO("b:\n" << b.log() << "\nd:\n" << d.log());
+  REQUIRE(rescued);
+  CHECK(same_tree(site_dir, mirrored_files(d, address, 1)));
+  b.stop();
+  d.stop();
+}
+
 TEST_CASE("forged, replayed and oversized pointers are refused and shown in status", "[swarm]") {
   test::temp_dir base;
   test::swarm_node b("b", base.path());
