@@ -177,6 +177,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: bench_replicate OUTLAST_BINARY [--small] [--runs N]\n");
     return 2;
   }
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines show as they happen, also in a log
   binary = argv[1];
   bool small = false;
   int runs = 3;
