@@ -112,16 +112,14 @@ result<built_torrent> make_torrent(fs::path const& root, std::string const& name
   std::int64_t piece = ct.piece_length();
   std::atomic<std::int64_t> done{0};
   lt::error_code ec;
-  try {
-    lt::set_piece_hashes(ct, root.string(), settings, [&](lt::piece_index_t) {
-      if (cancel && cancel->load()) throw std::runtime_error("cancelled");
-      auto d = std::min(total, done += piece);
-      if (progress) progress(d, total);
-    }, ec);
-  } catch (std::runtime_error const&) {
-    return make_error(errc::unavailable, "publishing was cancelled");
-  }
+  // Cancelling is checked after hashing, not by throwing through libtorrent's hasher: hashing
+  // runs at about 1 GB/s, so a stop waits a second or two at most.
+  lt::set_piece_hashes(ct, root.string(), settings, [&](lt::piece_index_t) {
+    auto d = std::min(total, done += piece);
+    if (progress) progress(d, total);
+  }, ec);
   if (ec) return make_error(errc::io_error, "cannot hash the files: " + ec.message());
+  if (cancel && cancel->load()) return make_error(errc::unavailable, "publishing was cancelled");
   built_torrent out;
   auto e = ct.generate();
   lt::bencode(std::back_inserter(out.torrent), e);
