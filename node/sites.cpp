@@ -47,6 +47,49 @@ fs::path node::impl::version_dir(site_id const& s, std::int64_t seq) const {
   return cfg.home / "sites" / s.key.to_text() / s.site / std::to_string(seq);
 }
 
+site_snapshot node::impl::load_site(site_id const& s) const {
+  site_snapshot snap;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto r = t.get_site(s.key, s.site); r && *r) snap.record = **r;
+    if (auto v = t.list_versions(s.key, s.site)) snap.versions = std::move(*v);
+    if (auto r = t.get_record(s.key, s.site); r && *r) snap.pointer = **r;
+    return {};
+  });
+  return snap;
+}
+
+std::vector<storage::site_record> node::impl::load_sites() const {
+  std::vector<storage::site_record> sites;
+  auto st = store->read([&](storage::txn& t) -> status {
+    auto v = t.list_sites();
+    if (!v) return v.err();
+    sites = std::move(*v);
+    return {};
+  });
+  if (!st) log.error("store", "cannot list sites: " + st.err().message);
+  return sites;
+}
+
+void node::impl::retire_versions(site_id const& s, bool fetches_too) {
+  for (auto it = seeding.begin(); it != seeding.end();) {
+    if (it->second != s) {
+      ++it;
+      continue;
+    }
+    session->remove_version(it->first, false);
+    it = seeding.erase(it);
+  }
+  if (!fetches_too) return;
+  for (auto it = fetching.begin(); it != fetching.end();) {
+    if (it->second.site != s) {
+      ++it;
+      continue;
+    }
+    session->remove_version(it->first, true);
+    it = fetching.erase(it);
+  }
+}
+
 // --- start-up ---
 
 status node::impl::start_sites() {
@@ -61,29 +104,15 @@ status node::impl::start_sites() {
       [this] { on_dht_ready(); },
   });
 
-  std::vector<storage::site_record> sites;
-  auto st = store->read([&](storage::txn& t) -> status {
-    auto v = t.list_sites();
-    if (!v) return v.err();
-    sites = std::move(*v);
-    return {};
-  });
-  if (!st) return st;
-  for (auto const& rec : sites) {
+  for (auto const& rec : load_sites()) {
     site_id s{rec.key, rec.name};
     // Leftovers of a publish that was interrupted: never acknowledged, safe to drop.
     std::error_code ec;
     for (auto const& e : fs::directory_iterator(version_dir(s, 0).parent_path(), ec))
       if (e.path().filename().string().rfind(".staging-", 0) == 0) fs::remove_all(e.path(), ec);
 
-    std::vector<storage::version_record> versions;
-    std::optional<crypto::signed_item> pointer;
-    (void)store->read([&](storage::txn& t) -> status {
-      if (auto v = t.list_versions(s.key, s.site)) versions = std::move(*v);
-      if (auto r = t.get_record(s.key, s.site); r && *r) pointer = **r;
-      return {};
-    });
-    for (auto const& v : versions) {
+    auto snap = load_site(s);
+    for (auto const& v : snap.versions) {
       if (!v.complete || v.seq != rec.version) continue;
       std::optional<std::string> resume;
       (void)store->read([&](storage::txn& t) -> status {
@@ -103,8 +132,8 @@ status node::impl::start_sites() {
       seeding[v.ih2] = s;
     }
     // A newer pointer than the version held: resume fetching it.
-    if (pointer && rec.role == storage::site_role::followed && pointer->seq > rec.version) {
-      if (auto p = crypto::decode_pointer(pointer->value)) consider_pointer(s, pointer->seq, *p);
+    if (snap.pointer && rec.role == storage::site_role::followed && snap.pointer->seq > rec.version) {
+      if (auto p = crypto::decode_pointer(snap.pointer->value)) consider_pointer(s, snap.pointer->seq, *p);
     }
   }
   return {};
@@ -119,12 +148,7 @@ void node::impl::on_dht_ready() {
 // --- schedules ---
 
 void node::impl::poll_followed() {
-  std::vector<storage::site_record> sites;
-  (void)store->read([&](storage::txn& t) -> status {
-    if (auto v = t.list_sites()) sites = std::move(*v);
-    return {};
-  });
-  for (auto const& s : sites)
+  for (auto const& s : load_sites())
     if (s.role == storage::site_role::followed) session->get_item(s.key, s.name);
 }
 
@@ -197,11 +221,7 @@ void node::impl::accept_record(crypto::signed_item const& item, std::string cons
   }
   if (!crypto::valid_site_name(item.salt)) return;  // notices and other records: later milestones
   site_id s{item.key, item.salt};
-  std::optional<storage::site_record> rec;
-  (void)store->read([&](storage::txn& t) -> status {
-    if (auto r = t.get_site(s.key, s.site); r && *r) rec = **r;
-    return {};
-  });
+  auto rec = load_site(s).record;
   if (!rec || rec->role != storage::site_role::followed) return;
   auto p = crypto::decode_pointer(item.value);
   if (!p) {
@@ -215,13 +235,8 @@ void node::impl::accept_record(crypto::signed_item const& item, std::string cons
 }
 
 void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p) {
-  std::optional<storage::site_record> rec;
-  std::vector<storage::version_record> versions;
-  (void)store->read([&](storage::txn& t) -> status {
-    if (auto r = t.get_site(s.key, s.site); r && *r) rec = **r;
-    if (auto v = t.list_versions(s.key, s.site)) versions = std::move(*v);
-    return {};
-  });
+  auto snap = load_site(s);
+  auto const& rec = snap.record;
   if (!rec || seq <= rec->version) return;
   for (auto const& [ih, f] : fetching) {
     if (f.site != s) continue;
@@ -237,7 +252,7 @@ void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::po
   spec.max_size = std::max<std::int64_t>(p.size, 0) + (std::int64_t(1) << 20);  // the signed size, a little slack
   (void)store->read([&](storage::txn& t) -> status {
     if (auto b = t.get_blob(resume_space, net::to_hex(spec.ih2)); b && *b) spec.resume = **b;
-    for (auto const& v : versions)
+    for (auto const& v : snap.versions)
       if (v.complete && v.seq == rec->version)
         if (auto b = t.get_blob(resume_space, net::to_hex(v.ih2)); b && *b) {
           spec.reuse_resume = **b;
@@ -291,14 +306,7 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
   log.info("sites", "mirrored " + f.site.address() + " version " + std::to_string(f.seq) + " (downloaded " +
                         std::to_string(state ? state->payload_down : 0) + " bytes, reused " + std::to_string(state ? state->reused : 0) + ")");
   // The previous version leaves the swarm; its files stay until pruned.
-  for (auto sit = seeding.begin(); sit != seeding.end();) {
-    if (sit->second == f.site) {
-      session->remove_version(sit->first, false);
-      sit = seeding.erase(sit);
-    } else {
-      ++sit;
-    }
-  }
+  retire_versions(f.site, false);
   seeding[ih2] = f.site;
   prune_versions(f.site);
   if (auto r = store->get_record(f.site.key, f.site.site); r && *r) session->put_item(**r);  // we are a mirror now
@@ -317,6 +325,7 @@ void node::impl::on_version_failed(net::info_hash2 const& ih2, std::string const
 void node::impl::prune_versions(site_id const& s) {
   std::vector<storage::version_record> doomed;
   auto st = store->write([&](storage::txn& t) -> status {
+    doomed.clear();  // the transaction may run again after the store grew
     auto versions = t.list_versions(s.key, s.site);
     if (!versions) return versions.err();
     int complete_seen = 0;
@@ -325,20 +334,9 @@ void node::impl::prune_versions(site_id const& s) {
       if (!it->complete && complete_seen == 0) continue;  // newer than anything complete: in flight
       doomed.push_back(*it);
     }
-    if (doomed.empty()) return {};
-    // Rewrite the version list without the doomed ones.
-    auto site = t.get_site(s.key, s.site);
-    if (!site || !*site) return site ? status{} : site.err();
-    auto rec = **site;
-    if (auto e = t.erase_site(s.key, s.site); !e) return e;
-    if (auto e = t.put_site(rec); !e) return e;
-    for (auto const& v : *versions) {
-      bool drop = std::any_of(doomed.begin(), doomed.end(), [&](auto const& d) { return d.seq == v.seq; });
-      if (drop) {
-        if (auto e = t.erase_blob(resume_space, net::to_hex(v.ih2)); !e) return e;
-      } else if (auto e = t.put_version(v); !e) {
-        return e;
-      }
+    for (auto const& v : doomed) {
+      if (auto e = t.erase_version(s.key, s.site, v.seq); !e) return e;
+      if (auto e = t.erase_blob(resume_space, net::to_hex(v.ih2)); !e) return e;
     }
     return {};
   });
@@ -372,13 +370,9 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
   site_id s{kp->public_half(), site_name};
   if (publishing[s]) return respond(json_error(409, "a publish of " + s.address() + " is already under way"));
 
-  std::optional<storage::site_record> rec;
-  std::optional<crypto::signed_item> held;
-  (void)store->read([&](storage::txn& t) -> status {
-    if (auto r = t.get_site(s.key, s.site); r && *r) rec = **r;
-    if (auto r = t.get_record(s.key, s.site); r && *r) held = **r;
-    return {};
-  });
+  auto snap = load_site(s);
+  auto const& rec = snap.record;
+  auto const& held = snap.pointer;
   if (rec && rec->role == storage::site_role::followed)
     return respond(json_error(409, s.address() + " is followed here; unfollow it before publishing to it"));
   std::int64_t seq = std::max(held ? held->seq : 0, rec ? rec->version : 0) + 1;
@@ -435,12 +429,8 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
     return respond(json_error(503, "the node is stopping"));
   }
   std::optional<storage::version_record> latest;
-  (void)store->read([&](storage::txn& t) -> status {
-    if (auto v = t.list_versions(s.key, s.site))
-      for (auto const& x : *v)
-        if (x.complete) latest = x;
-    return {};
-  });
+  for (auto const& x : load_site(s).versions)
+    if (x.complete) latest = x;
   json out = {{"address", s.address()}, {"infohash", net::to_hex(built.ih2)}, {"magnet", magnet(built.ih2)},
               {"url", gateway_url(cfg, s)}, {"files", built.files}, {"bytes", built.size}, {"notes", notes}};
   if (latest && latest->ih2 == built.ih2 && !force) {
@@ -477,14 +467,7 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
   spec.torrent = built.torrent;
   spec.seed = true;
   if (auto added = session->add_version(spec); !added) return respond(json_error(500, added.err().message));
-  for (auto it = seeding.begin(); it != seeding.end();) {
-    if (it->second == s) {
-      session->remove_version(it->first, false);
-      it = seeding.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  retire_versions(s, false);
   seeding[built.ih2] = s;
   session->put_item(*item);
   prune_versions(s);
@@ -524,31 +507,10 @@ net::http_response node::impl::follow(json const& req) {
 net::http_response node::impl::unfollow(json const& req) {
   auto s = parse_address(req.value("address", ""));
   if (!s) return json_error(400, s.err().message);
-  std::optional<storage::site_record> rec;
-  (void)store->read([&](storage::txn& t) -> status {
-    if (auto r = t.get_site(s->key, s->site); r && *r) rec = **r;
-    return {};
-  });
+  auto rec = load_site(*s).record;
   if (!rec) return json_error(404, "not following " + s->address());
   if (rec->role == storage::site_role::published) return json_error(409, "you publish " + s->address() + "; it cannot be unfollowed");
-  for (auto* m : {&fetching}) {
-    for (auto it = m->begin(); it != m->end();) {
-      if (it->second.site == *s) {
-        session->remove_version(it->first, true);
-        it = m->erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  for (auto it = seeding.begin(); it != seeding.end();) {
-    if (it->second == *s) {
-      session->remove_version(it->first, false);
-      it = seeding.erase(it);
-    } else {
-      ++it;
-    }
-  }
+  retire_versions(*s, true);
   std::vector<storage::version_record> versions;
   auto st = store->write([&](storage::txn& t) -> status {
     if (auto v = t.list_versions(s->key, s->site)) versions = std::move(*v);
@@ -566,22 +528,12 @@ net::http_response node::impl::unfollow(json const& req) {
 
 json node::impl::sites_json() {
   json out = json::array();
-  std::vector<storage::site_record> sites;
-  (void)store->read([&](storage::txn& t) -> status {
-    if (auto v = t.list_sites()) sites = std::move(*v);
-    return {};
-  });
-  for (auto const& rec : sites) {
+  for (auto const& rec : load_sites()) {
     site_id s{rec.key, rec.name};
-    std::vector<storage::version_record> versions;
-    std::optional<crypto::signed_item> pointer;
-    (void)store->read([&](storage::txn& t) -> status {
-      if (auto v = t.list_versions(s.key, s.site)) versions = std::move(*v);
-      if (auto r = t.get_record(s.key, s.site); r && *r) pointer = **r;
-      return {};
-    });
+    auto snap = load_site(s);
+    auto const& pointer = snap.pointer;
     std::int64_t bytes = 0, latest = pointer ? pointer->seq : rec.version;
-    for (auto const& v : versions)
+    for (auto const& v : snap.versions)
       if (v.seq == rec.version) bytes = v.size;
     int peers = 0;
     std::int64_t downloaded = 0, reused = 0;

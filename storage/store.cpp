@@ -445,6 +445,10 @@ status txn::put_version(version_record const& v) {
   return m_impl.put(m_impl.db.versions, version_prefix(v.key, v.site) + big_endian(static_cast<std::uint64_t>(v.seq)), j.dump());
 }
 
+status txn::erase_version(crypto::public_key const& key, std::string_view site, std::int64_t seq) {
+  return m_impl.erase(m_impl.db.versions, version_prefix(key, site) + big_endian(static_cast<std::uint64_t>(seq)));
+}
+
 result<std::vector<version_record>> txn::list_versions(crypto::public_key const& key, std::string_view site) {
   std::vector<version_record> out;
   auto st = m_impl.scan(m_impl.db.versions, version_prefix(key, site), [&](std::string_view, std::string_view v) -> status {

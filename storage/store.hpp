@@ -118,6 +118,7 @@ class txn {
   status erase_site(crypto::public_key const& key, std::string_view name);
 
   status put_version(version_record const& v);
+  status erase_version(crypto::public_key const& key, std::string_view site, std::int64_t seq);
   result<std::vector<version_record>> list_versions(crypto::public_key const& key, std::string_view site);
 
   result<record_outcome> put_record(crypto::signed_item const& item, std::int64_t now);

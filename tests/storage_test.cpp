@@ -71,6 +71,15 @@ TEST_CASE("store round-trips settings, keys, sites, versions and blobs", "[stora
     return {};
   }));
 
+  SECTION("erasing one version keeps the others") {
+    REQUIRE(s->write([&](txn& t) { return t.erase_version(kp.public_half(), "blog", 1); }));
+    REQUIRE(s->read([&](txn& t) -> status {
+      auto versions = t.list_versions(kp.public_half(), "blog");
+      REQUIRE(versions->size() == 1);
+      CHECK((*versions)[0] == v2);
+      return {};
+    }));
+  }
   SECTION("erasing a site drops its versions") {
     REQUIRE(s->write([&](txn& t) { return t.erase_site(kp.public_half(), "blog"); }));
     REQUIRE(s->read([&](txn& t) -> status {

@@ -46,6 +46,13 @@ struct publish_job {
   std::int64_t done = 0, total = 0;
 };
 
+// What the store holds about one site, read in one transaction.
+struct site_snapshot {
+  std::optional<storage::site_record> record;
+  std::vector<storage::version_record> versions;  // by seq
+  std::optional<crypto::signed_item> pointer;     // the newest signed pointer held
+};
+
 // A version being fetched.
 struct fetch {
   site_id site;
@@ -90,6 +97,11 @@ struct node::impl {
 
   // sites.cpp
   std::filesystem::path version_dir(site_id const& s, std::int64_t seq) const;
+  site_snapshot load_site(site_id const& s) const;
+  std::vector<storage::site_record> load_sites() const;
+  // Takes a site's versions out of the swarm: the seeded ones (files kept) and, with
+  // `fetches_too`, the ones being fetched (files deleted).
+  void retire_versions(site_id const& s, bool fetches_too);
   status start_sites();  // re-adds held versions at start-up
   void on_dht_ready();
   void poll_followed();
