@@ -77,7 +77,7 @@ struct node_proc {
   void start(fs::path const& capture, std::string const& bootstrap) {
     proc = std::make_unique<outlast::test::process>(
         std::vector<std::string>{binary, "--home", home.string(), "node", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
-                                 "--local-swarm", "--no-upnp", "--no-natpmp", "--no-lsd", "--poll-interval", "1"},
+                                 "--local-swarm", "--no-upnp", "--no-natpmp", "--no-lsd", "--poll-interval", "1", "--gateway", "127.0.0.1:0"},
         capture);
     auto deadline = clk::now() + 30s;
     while (clk::now() < deadline) {

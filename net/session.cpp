@@ -51,6 +51,17 @@ result<host_port> split_endpoint(std::string const& text) {
   return hp;
 }
 
+// A handle becomes invalid the moment its torrent is removed (a version retired, or taken out to
+// place files); libtorrent then throws from status(). Every status query goes through here.
+std::optional<lt::torrent_status> status_of(lt::torrent_handle const& h) {
+  if (!h.is_valid()) return std::nullopt;
+  try {
+    return h.status({});
+  } catch (lt::system_error const&) {
+    return std::nullopt;
+  }
+}
+
 std::string join(std::vector<std::string> const& v) {
   std::string out;
   for (auto const& s : v) {
@@ -85,7 +96,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
   bool bootstrapped = false;
   session_stats cached;
   boost::asio::steady_timer timer;
-  int idx_dht_nodes = -1, idx_peers = -1;
+  int idx_dht_nodes = -1, idx_peers = -1, idx_down = -1, idx_up = -1;
   session_events events;
   bool dht_ready_reported = false;
   std::vector<boost::asio::ip::tcp::endpoint> static_peers;
@@ -96,7 +107,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
     lt::torrent_handle handle;
     version_spec spec;
     std::int64_t reused = 0;
-    bool awaiting_check = false;
+    // Set between taking a torrent out to place files already on disk and adding it back.
+    std::shared_ptr<lt::torrent_info> readd;
     bool finished_reported = false;
   };
   std::map<info_hash2, torrent_entry> torrents;
@@ -182,12 +194,16 @@ struct session::impl : std::enable_shared_from_this<impl> {
       auto counters = s->counters();
       if (idx_dht_nodes >= 0) cached.dht_nodes = counters[static_cast<std::size_t>(idx_dht_nodes)];
       if (idx_peers >= 0) cached.peers = counters[static_cast<std::size_t>(idx_peers)];
+      if (idx_down >= 0) cached.payload_down = counters[static_cast<std::size_t>(idx_down)];
+      if (idx_up >= 0) cached.payload_up = counters[static_cast<std::size_t>(idx_up)];
     } else if (auto* m = lt::alert_cast<lt::dht_mutable_item_alert>(a)) {
       on_item(*m);
     } else if (auto* md = lt::alert_cast<lt::metadata_received_alert>(a)) {
       on_metadata(md->handle);
     } else if (auto* ck = lt::alert_cast<lt::torrent_checked_alert>(a)) {
-      on_checked(ck->handle);
+      if (auto st = status_of(ck->handle); st && st->is_finished) report_finished(ck->handle);
+    } else if (auto* rm = lt::alert_cast<lt::torrent_removed_alert>(a)) {
+      on_removed(rm->info_hashes);
     } else if (auto* fin = lt::alert_cast<lt::torrent_finished_alert>(a)) {
       report_finished(fin->handle);
     } else if (auto* rd = lt::alert_cast<lt::save_resume_data_alert>(a)) {
@@ -264,7 +280,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
       }
     }
     // Files already on disk (placed just now, or written before a crash that came before any
-    // resume data held the metadata) are checked rather than fetched again.
+    // resume data held the metadata) must be checked rather than fetched again. libtorrent has
+    // already checked (and found nothing) by the time this alert is handled, so the torrent goes
+    // out and comes back with its metadata: the re-add checks the files, then fetches the rest.
     bool any_on_disk = false;
     auto const& files = ti->files();
     for (auto i : files.file_range()) {
@@ -275,26 +293,39 @@ struct session::impl : std::enable_shared_from_this<impl> {
       }
     }
     if (any_on_disk) {
-      e->awaiting_check = true;
-      h.force_recheck();
+      e->readd = std::make_shared<lt::torrent_info>(*ti);
+      ses->remove_torrent(h);
       return;
     }
     h.unset_flags(lt::torrent_flags::upload_mode);
   }
 
-  void on_checked(lt::torrent_handle const& h) {
-    auto* e = entry_of(h);
-    if (!e) return;
-    if (e->awaiting_check) {
-      e->awaiting_check = false;
-      h.unset_flags(lt::torrent_flags::upload_mode);
+  void on_removed(lt::info_hash_t const& ih) {
+    if (!ih.has_v2()) return;
+    info_hash2 key;
+    std::copy(ih.v2.begin(), ih.v2.end(), key.begin());
+    auto it = torrents.find(key);
+    if (it == torrents.end() || !it->second.readd) return;
+    auto& e = it->second;
+    lt::add_torrent_params atp;
+    atp.ti = std::move(e.readd);
+    atp.save_path = e.spec.save_path.string();
+    atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode);
+    lt::error_code ec;
+    e.handle = ses->add_torrent(std::move(atp), ec);
+    if (ec) {
+      log("error", "cannot add " + to_hex(key) + " back after placing its files: " + ec.message());
+      torrents.erase(it);
+      if (events.failed) events.failed(key, ec.message());
+      return;
     }
-    if (h.status({}).is_finished) report_finished(h);
+    connect_static_peers(e.handle);
   }
 
   void report_finished(lt::torrent_handle const& h) {
     auto* e = entry_of(h);
-    if (!e || e->finished_reported || !h.status({}).has_metadata) return;
+    auto st = status_of(h);
+    if (!e || e->finished_reported || !st || !st->has_metadata) return;
     e->finished_reported = true;
     ++outstanding_resume;
     h.save_resume_data(lt::torrent_handle::save_info_dict);
@@ -312,7 +343,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
     if (now - last_announce < std::chrono::seconds(5)) return;
     last_announce = now;
     for (auto& [ih, e] : torrents) {
-      auto st = e.handle.status({});
+      auto maybe = status_of(e.handle);
+      if (!maybe) continue;
+      auto const& st = *maybe;
       if (st.is_finished || st.num_peers > 0) continue;
       log("debug", "no peers yet for " + to_hex(ih) + " (state " + std::to_string(static_cast<int>(st.state)) + ", flags " +
                        std::to_string(static_cast<std::uint64_t>(st.flags)) + ", metadata " + (st.has_metadata ? "yes" : "no") +
@@ -364,7 +397,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
       dht_ready_reported = true;
       // Torrents added before the DHT had nodes announced to nobody, and libtorrent would wait
       // its 15-minute interval to try again: announce them all now, seeds included.
-      for (auto& [ih, e] : torrents) e.handle.force_dht_announce();
+      for (auto& [ih, e] : torrents)
+        if (e.handle.is_valid()) e.handle.force_dht_announce();
       if (events.dht_ready) events.dht_ready();
     }
     nudge_lonely_torrents();
@@ -410,6 +444,8 @@ result<std::unique_ptr<session>> session::start(boost::asio::io_context& ioc, se
   params.settings = p->settings(false);
   p->idx_dht_nodes = lt::find_metric_idx("dht.dht_nodes");
   p->idx_peers = lt::find_metric_idx("peer.num_peers_connected");
+  p->idx_down = lt::find_metric_idx("net.recv_payload_bytes");
+  p->idx_up = lt::find_metric_idx("net.sent_payload_bytes");
   try {
     p->ses = std::make_unique<lt::session>(std::move(params));
   } catch (std::exception const& e) {
@@ -472,9 +508,9 @@ status session::add_version(version_spec const& spec) {
   if (!atp.ti) atp.flags |= lt::torrent_flags::upload_mode;
   auto h = p.ses->add_torrent(std::move(atp), ec);
   if (ec) return make_error(errc::io_error, "cannot add " + to_hex(spec.ih2) + ": " + ec.message());
-  p.torrents[spec.ih2] = impl::torrent_entry{h, spec, 0, false, false};
+  p.torrents[spec.ih2] = impl::torrent_entry{h, spec, 0, nullptr, false};
   p.connect_static_peers(h);
-  if (h.status({}).is_finished) p.report_finished(h);
+  if (auto st = status_of(h); st && st->is_finished) p.report_finished(h);
   return {};
 }
 
@@ -482,15 +518,19 @@ void session::remove_version(info_hash2 const& ih2, bool delete_files) {
   auto& p = *m_impl;
   auto it = p.torrents.find(ih2);
   if (it == p.torrents.end() || !p.ses) return;
-  p.ses->remove_torrent(it->second.handle, delete_files ? lt::session::delete_files : lt::remove_flags_t{});
+  if (it->second.handle.is_valid())
+    p.ses->remove_torrent(it->second.handle, delete_files ? lt::session::delete_files : lt::remove_flags_t{});
   p.torrents.erase(it);
 }
 
 std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const {
   auto it = m_impl->torrents.find(ih2);
   if (it == m_impl->torrents.end()) return std::nullopt;
-  auto st = it->second.handle.status({});
+  auto maybe = status_of(it->second.handle);
   torrent_state out;
+  out.reused = it->second.reused;
+  if (!maybe) return out;  // between removal and re-adding: nothing to report yet
+  auto const& st = *maybe;
   out.has_metadata = st.has_metadata;
   out.complete = st.is_finished && st.has_metadata;
   out.checking = st.state == lt::torrent_status::checking_files || st.state == lt::torrent_status::checking_resume_data;
@@ -506,7 +546,7 @@ std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const
 
 void session::save_resume_data() {
   for (auto& [ih, e] : m_impl->torrents) {
-    if (!e.handle.need_save_resume_data()) continue;
+    if (!e.handle.is_valid() || !e.handle.need_save_resume_data()) continue;
     ++m_impl->outstanding_resume;
     e.handle.save_resume_data(lt::torrent_handle::save_info_dict);
   }

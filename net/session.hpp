@@ -80,6 +80,8 @@ struct session_stats {
   std::vector<std::string> listen;  // endpoints actually bound (TCP), e.g. "127.0.0.1:40123"
   std::int64_t dht_nodes = 0;
   std::int64_t peers = 0;
+  std::int64_t payload_down = 0;  // bytes since start
+  std::int64_t payload_up = 0;
   bool dht_running = false;
 };
 

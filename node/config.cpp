@@ -26,7 +26,10 @@ struct option_doc {
 constexpr option_doc options_table[] = {
     {"listen", "0.0.0.0:6881,[::]:6881",
      "Addresses the swarm listens on (TCP and uTP), IP:PORT, comma-separated. Port 0 picks a free port."},
-    {"gateway", "127.0.0.1:8088", "Address of the local web gateway, IP:PORT."},
+    {"gateway", "127.0.0.1:8088", "Address of the local web gateway, IP:PORT; 'off' for none."},
+    {"gateway-public", "false",
+     "Allow the gateway on a non-loopback address (everyone who can reach it can read every site this node holds)."},
+    {"gateway-timeout", "30", "Seconds a client has to send its request before the gateway drops it."},
     {"bootstrap", "dht.libtorrent.org:25401,router.bittorrent.com:6881,router.utorrent.com:6881,dht.transmissionbt.com:6881",
      "DHT routers to join through, HOST:PORT, comma-separated; 'none' for none (a private swarm)."},
     {"peer", "mirror.example.org:6881", "A known peer, HOST:PORT, tried for every swarm. Repeat the line for more."},
@@ -68,6 +71,8 @@ po::options_description file_options() {
   d.add_options()
       ("listen", po::value<std::vector<std::string>>())
       ("gateway", po::value<std::string>())
+      ("gateway-public", po::value<bool>())
+      ("gateway-timeout", po::value<int>())
       ("bootstrap", po::value<std::vector<std::string>>())
       ("peer", po::value<std::vector<std::string>>())
       ("upnp", po::value<bool>())
@@ -90,6 +95,8 @@ po::options_description node_command_options() {
   d.add_options()
       ("listen", po::value<std::vector<std::string>>()->value_name("IP:PORT"), help_of("listen"))
       ("gateway", po::value<std::string>()->value_name("IP:PORT"), help_of("gateway"))
+      ("gateway-public", po::bool_switch(), help_of("gateway-public"))
+      ("gateway-timeout", po::value<int>()->value_name("SECONDS"), help_of("gateway-timeout"))
       ("bootstrap", po::value<std::vector<std::string>>()->value_name("HOST:PORT,..."), help_of("bootstrap"))
       ("peer", po::value<std::vector<std::string>>()->value_name("HOST:PORT"), help_of("peer"))
       ("no-upnp", po::bool_switch(), "Do not use UPnP.")
@@ -162,7 +169,8 @@ result<node_config> load_node_config(std::filesystem::path const& home, po::vari
                                      int_option{"republish-interval", cfg.republish_interval_s, 1, 7200},
                                      int_option{"resume-interval", cfg.resume_interval_s, 1, 3600},
                                      int_option{"max-upload-rate", cfg.max_upload_kbps, 0, 2000000},
-                                     int_option{"max-download-rate", cfg.max_download_kbps, 0, 2000000}}) {
+                                     int_option{"max-download-rate", cfg.max_download_kbps, 0, 2000000},
+                                     int_option{"gateway-timeout", cfg.gateway_timeout_s, 1, 3600}}) {
     if (auto v = pick(name)) out = v->as<int>();
     if (out < min || out > max)
       return make_error(errc::invalid_argument, std::string(name) + " must be between " + std::to_string(min) + " and " +
@@ -172,8 +180,18 @@ result<node_config> load_node_config(std::filesystem::path const& home, po::vari
   if (cfg.listen.empty()) return make_error(errc::invalid_argument, where_listen + ": at least one address is needed");
   for (auto const& l : cfg.listen)
     if (auto ok = net::validate_endpoint(l, true); !ok) return make_error(errc::invalid_argument, "listen: " + ok.err().message);
-  if (auto ok = net::validate_endpoint(cfg.gateway, true); !ok)
-    return make_error(errc::invalid_argument, "gateway: " + ok.err().message);
+  if (file.count("gateway-public")) cfg.gateway_public = file["gateway-public"].as<bool>();
+  if (cli.count("gateway-public") && cli["gateway-public"].as<bool>()) cfg.gateway_public = true;
+  if (cfg.gateway != "off") {
+    if (auto ok = net::validate_endpoint(cfg.gateway, true); !ok)
+      return make_error(errc::invalid_argument, "gateway: " + ok.err().message);
+    auto host = cfg.gateway.substr(0, cfg.gateway.rfind(':'));
+    bool loopback = host.rfind("127.", 0) == 0 || host == "[::1]";
+    if (!loopback && !cfg.gateway_public)
+      return make_error(errc::invalid_argument, "gateway: " + cfg.gateway +
+                                                    " is not a loopback address; anyone who reaches it can read every site here. "
+                                                    "Add --gateway-public (or gateway-public = true) if that is what you want");
+  }
   for (auto const& b : cfg.bootstrap)
     if (auto ok = net::validate_endpoint(b, false); !ok) return make_error(errc::invalid_argument, "bootstrap: " + ok.err().message);
   for (auto const& p : cfg.peers)

@@ -29,6 +29,8 @@ struct node_config {
   int resume_interval_s = 30;       // save download progress
   int max_upload_kbps = 0;          // kB/s, 0: unlimited
   int max_download_kbps = 0;
+  bool gateway_public = false;  // a non-loopback gateway address needs this
+  int gateway_timeout_s = 30;   // a client must send its request within this
 };
 
 // Options accepted by `outlast node` on the command line.

@@ -72,8 +72,9 @@ void node::impl::begin_stop() {
   if (stopping) return;
   stopping = true;
   cancel_jobs = true;
-  for (auto* t : {&save_timer, &poll_timer, &republish_timer, &resume_timer}) t->cancel();
+  for (auto* t : {&save_timer, &poll_timer, &republish_timer, &resume_timer, &view_timer}) t->cancel();
   if (control) control->stop();
+  if (gateway) gateway->stop();
   if (session) {
     // Last progress of every version, so that a restart neither re-hashes nor re-downloads.
     session->save_resume_data();
@@ -88,6 +89,14 @@ void node::impl::begin_stop() {
   asio::post(ioc, [this] { ioc.stop(); });
 }
 
+// Bytes of the versions on disk, as recorded (hard-linked unchanged files count once per version).
+std::int64_t node::impl::storage_bytes() {
+  std::int64_t total = 0;
+  for (auto const& rec : load_sites())
+    for (auto const& v : load_site({rec.key, rec.name}).versions) total += v.size;
+  return total;
+}
+
 json node::impl::status_json() {
   auto s = session ? session->stats() : net::session_stats{};
   std::size_t sites = 0, key_count = 0, refusals = 0;
@@ -99,7 +108,10 @@ json node::impl::status_json() {
   });
   return {
       {"listen", s.listen},
-      {"gateway", nullptr},  // the gateway arrives with its own issue; null: not serving
+      {"gateway", gateway ? json(gateway->endpoint()) : json(nullptr)},
+      {"payload_down", s.payload_down},
+      {"payload_up", s.payload_up},
+      {"storage_bytes", storage_bytes()},
       {"dht_nodes", s.dht_nodes},
       {"dht_running", s.dht_running},
       {"peers", s.peers},
@@ -230,6 +242,22 @@ result<std::unique_ptr<node>> node::open(node_config cfg, logger& log) {
   p->session = std::move(*session);
   if (auto st = p->start_sites(); !st) return st.err();
 
+  if (p->cfg.gateway != "off") {
+    net::gateway_config gc;
+    gc.listen = p->cfg.gateway;
+    gc.request_timeout = std::chrono::seconds(p->cfg.gateway_timeout_s);
+    auto gw = net::gateway::start(gc, [raw](std::string const& level, std::string const& msg) {
+      raw->log.write(parse_log_level(level), "gateway", msg);
+    });
+    if (!gw) return gw.err();
+    p->gateway = std::move(*gw);
+    auto host = p->gateway->endpoint();
+    if (host.rfind("127.", 0) != 0 && host.rfind("[::1]", 0) != 0)
+      log.warn("gateway", "serving on " + host + ", a non-loopback address: everyone who can reach it can read every site here");
+    log.info("gateway", "serving on http://" + host + "/");
+    p->refresh_view();
+  }
+
   auto control = net::local_http_server::start(p->ioc, control_socket_path(p->cfg.home),
                                                [raw](net::http_request const& r, net::local_http_server::responder respond) {
                                                  raw->handle(r, std::move(respond));
@@ -252,8 +280,17 @@ status node::run() {
   p.schedule_poll();
   p.schedule_republish();
   p.schedule_resume_save();
+  p.schedule_view();
   p.log.info("node", "running; home " + p.cfg.home.string() + ", control socket " + control_socket_path(p.cfg.home).string());
-  p.ioc.run();
+  // A bug in one handler must not take the node down with every site it serves: log and go on.
+  for (;;) {
+    try {
+      p.ioc.run();
+      break;
+    } catch (std::exception const& e) {
+      p.log.error("node", std::string("internal error, continuing: ") + e.what());
+    }
+  }
   return {};
 }
 

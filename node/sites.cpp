@@ -309,6 +309,7 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
   retire_versions(f.site, false);
   seeding[ih2] = f.site;
   prune_versions(f.site);
+  refresh_view();  // readers get the new version now, atomically
   if (auto r = store->get_record(f.site.key, f.site.site); r && *r) session->put_item(**r);  // we are a mirror now
 }
 
@@ -471,6 +472,7 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
   seeding[built.ih2] = s;
   session->put_item(*item);
   prune_versions(s);
+  refresh_view();
   out["version"] = seq;
   out["unchanged"] = false;
   log.info("publish", "published " + s.address() + " version " + std::to_string(seq) + ": " + std::to_string(built.files) +

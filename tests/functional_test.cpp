@@ -26,7 +26,7 @@ struct cli {
   }
   std::unique_ptr<test::process> start_node(std::vector<std::string> extra = {}) const {
     std::vector<std::string> args = {OUTLAST_BINARY, "--home", home, "node", "--listen", "127.0.0.1:0",
-                                     "--bootstrap", "none", "--no-upnp", "--no-natpmp", "--no-lsd"};
+                                     "--bootstrap", "none", "--no-upnp", "--no-natpmp", "--no-lsd", "--gateway", "127.0.0.1:0"};
     args.insert(args.end(), extra.begin(), extra.end());
     return std::make_unique<test::process>(args, dir.path());
   }

@@ -208,7 +208,8 @@ TEST_CASE("the home lock admits one node at a time and frees itself", "[home]") 
 
 TEST_CASE("an in-process node answers status over its socket and stops on request", "[node]") {
   test::temp_dir dir;
-  auto cli = parse_cli({"--listen", "127.0.0.1:0", "--bootstrap", "none", "--no-upnp", "--no-natpmp", "--no-lsd", "--log-level", "warning"});
+  auto cli = parse_cli({"--listen", "127.0.0.1:0", "--bootstrap", "none", "--no-upnp", "--no-natpmp", "--no-lsd", "--log-level", "warning",
+                        "--gateway", "127.0.0.1:0"});
   auto cfg = node::load_node_config(dir.path(), cli);
   REQUIRE(cfg);
   node::logger log(node::log_level::warning);

@@ -15,7 +15,9 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <random>
+#include <set>
 
+#include "net/gateway.hpp"
 #include "net/local_http.hpp"
 #include "net/session.hpp"
 #include "node/config.hpp"
@@ -67,11 +69,13 @@ struct node::impl {
   std::unique_ptr<storage::store> store;
   boost::asio::io_context ioc{1};
   boost::asio::signal_set signals{ioc, SIGINT, SIGTERM};
-  boost::asio::steady_timer save_timer{ioc}, poll_timer{ioc}, republish_timer{ioc}, resume_timer{ioc};
+  boost::asio::steady_timer save_timer{ioc}, poll_timer{ioc}, republish_timer{ioc}, resume_timer{ioc}, view_timer{ioc};
   boost::asio::thread_pool workers{1};
   std::atomic<bool> cancel_jobs{false};
   std::unique_ptr<net::session> session;
   std::unique_ptr<net::local_http_server> control;
+  std::unique_ptr<net::gateway> gateway;
+  std::map<net::info_hash2, std::shared_ptr<net::file_index const>> file_indexes;  // per complete version
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::mt19937 rng{std::random_device{}()};
   bool stopping = false;
@@ -93,6 +97,7 @@ struct node::impl {
   void wait_for_signal();
   void begin_stop();
   json status_json();
+  std::int64_t storage_bytes();
   void handle(net::http_request const& req, net::local_http_server::responder respond);
 
   // sites.cpp
@@ -120,6 +125,12 @@ struct node::impl {
   net::http_response follow(json const& req);
   net::http_response unfollow(json const& req);
   json sites_json();
+
+  // gateway.cpp (node side): the snapshot the gateway serves, rebuilt every second and whenever
+  // a version completes.
+  void refresh_view();
+  void schedule_view();
+  std::shared_ptr<net::file_index const> index_of(site_id const& s, storage::version_record const& v);
 };
 
 net::http_response json_response(int status, json const& body);

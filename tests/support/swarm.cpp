@@ -22,7 +22,7 @@ void swarm_node::start(std::vector<std::string> const& bootstrap, std::vector<st
   std::vector<std::string> args = {OUTLAST_BINARY, "--home", m_home.string(), "node",
                                    "--listen", "127.0.0.1:" + std::to_string(m_port),
                                    "--bootstrap", boot.empty() ? "none" : boot,
-                                   "--local-swarm", "--no-upnp", "--no-natpmp", "--no-lsd"};
+                                   "--local-swarm", "--no-upnp", "--no-natpmp", "--no-lsd", "--gateway", "127.0.0.1:0"};
   args.insert(args.end(), m_flags.begin(), m_flags.end());
   args.insert(args.end(), flags.begin(), flags.end());
   m_proc = std::make_unique<process>(args, m_base);

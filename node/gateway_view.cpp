@@ -1,0 +1,69 @@
+// The node's side of the gateway: building the immutable views it serves.
+#include "crypto/key_file.hpp"
+#include "node/detail/node_impl.hpp"
+
+namespace outlast::node {
+
+namespace {
+constexpr std::string_view resume_space = "resume";
+constexpr auto view_interval = std::chrono::seconds(1);
+}  // namespace
+
+std::shared_ptr<net::file_index const> node::impl::index_of(site_id const& s, storage::version_record const& v) {
+  if (auto it = file_indexes.find(v.ih2); it != file_indexes.end()) return it->second;
+  std::optional<std::string> data;
+  (void)store->read([&](storage::txn& t) -> status {
+    if (auto b = t.get_blob(resume_space, net::to_hex(v.ih2)); b && *b) data = **b;
+    return {};
+  });
+  if (!data)
+    if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) data = *t;
+  if (!data) return nullptr;
+  auto idx = net::index_version(*data);
+  if (!idx) {
+    log.warn("gateway", s.address() + " version " + std::to_string(v.seq) + ": " + idx.err().message);
+    return nullptr;
+  }
+  // The root folder name comes from the publisher's torrent: one plain path component only.
+  auto const& name = idx->root_name;
+  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) return nullptr;
+  auto shared = std::make_shared<net::file_index const>(std::move(*idx));
+  file_indexes[v.ih2] = shared;
+  return shared;
+}
+
+void node::impl::refresh_view() {
+  if (!gateway) return;
+  auto view = std::make_shared<net::gateway_view>();
+  view->status = status_json();
+  view->site_list = sites_json();
+  std::set<net::info_hash2> live;
+  for (auto const& rec : load_sites()) {
+    if (rec.version <= 0) continue;
+    site_id s{rec.key, rec.name};
+    for (auto const& v : load_site(s).versions) {
+      if (v.seq != rec.version || !v.complete) continue;
+      auto idx = index_of(s, v);
+      if (!idx) continue;
+      live.insert(v.ih2);
+      net::served_site served;
+      served.root = version_dir(s, v.seq) / idx->root_name;
+      served.version = v.seq;
+      served.files = idx->files;
+      view->sites.emplace(s.address(), std::move(served));
+    }
+  }
+  for (auto it = file_indexes.begin(); it != file_indexes.end();) it = live.count(it->first) ? std::next(it) : file_indexes.erase(it);
+  gateway->publish(std::move(view));
+}
+
+void node::impl::schedule_view() {
+  view_timer.expires_after(view_interval);
+  view_timer.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    refresh_view();
+    schedule_view();
+  });
+}
+
+}  // namespace outlast::node
