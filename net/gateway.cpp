@@ -487,7 +487,7 @@ class connection : public std::enable_shared_from_this<connection> {
   }
 
   beast::tcp_stream m_stream;
-  beast::flat_buffer m_buffer{8192};
+  beast::flat_buffer m_buffer;  // bounded by the parser's header limit
   std::shared_ptr<gateway::impl> m_gw;
   std::shared_ptr<gateway_view const> m_view;
   std::optional<http::request_parser<http::empty_body>> m_parser;

@@ -1,0 +1,28 @@
+// A tiny HTTP/1.1 client for gateway tests: sends exactly the bytes given (so tests can send
+// malformed or hostile requests) and parses the answer with Beast. Bounded by a timeout.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+
+namespace outlast::test {
+
+struct http_answer {
+  int status = 0;  // 0: no answer (connection closed or timed out)
+  std::map<std::string, std::string> headers;  // lowercase names
+  std::string body;
+  std::string header(std::string const& name) const {
+    auto it = headers.find(name);
+    return it == headers.end() ? "" : it->second;
+  }
+};
+
+http_answer raw_http(int port, std::string const& request, std::chrono::milliseconds timeout = std::chrono::seconds(20),
+                     bool head = false);
+
+// GET (or another method) with the given Host and extra header lines ("Name: value\r\n...").
+http_answer http_get(int port, std::string const& host, std::string const& target, std::string const& extra = "",
+                     std::string const& method = "GET");
+
+}  // namespace outlast::test
