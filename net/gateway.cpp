@@ -5,6 +5,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <libtorrent/hex.hpp>
@@ -150,11 +151,11 @@ result<file_index> index_version(std::string const& data) {
 }
 
 struct gateway::impl : std::enable_shared_from_this<impl> {
-  asio::io_context ioc{1};
-  tcp::acceptor acceptor{ioc};
+  asio::io_context ioc;
+  tcp::acceptor acceptor{asio::make_strand(ioc)};  // its own strand: closed from stop() safely
   gateway_config cfg;
   log_fn log;
-  std::thread thread;
+  std::vector<std::thread> threads;
   std::string bound;
   std::string port;
   std::atomic<std::shared_ptr<gateway_view const>> view{std::make_shared<gateway_view>()};
@@ -506,7 +507,9 @@ class connection : public std::enable_shared_from_this<connection> {
 }  // namespace
 
 void gateway::impl::accept() {
-  acceptor.async_accept([self = shared_from_this()](beast::error_code ec, tcp::socket s) {
+  // Each connection gets a strand of its own: connections run in parallel on the threads, and
+  // each one's handlers never overlap.
+  acceptor.async_accept(asio::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
     if (!self->acceptor.is_open()) return;
     if (!ec) {
       if (self->connections.load() >= self->cfg.max_connections) {
@@ -553,7 +556,7 @@ result<std::unique_ptr<gateway>> gateway::start(gateway_config const& cfg, log_f
   p->port = std::to_string(local.port());
   p->bound = (local.address().is_v6() ? "[" + local.address().to_string() + "]" : local.address().to_string()) + ":" + p->port;
   p->accept();
-  p->thread = std::thread([p] { p->ioc.run(); });
+  for (int i = 0; i < std::max(1, cfg.threads); ++i) p->threads.emplace_back([p] { p->ioc.run(); });
   return std::unique_ptr<gateway>(new gateway(std::move(p)));
 }
 
@@ -561,13 +564,14 @@ gateway::gateway(std::shared_ptr<impl> p) : m_impl(std::move(p)) {}
 gateway::~gateway() { stop(); }
 
 void gateway::stop() {
-  if (!m_impl->thread.joinable()) return;
-  asio::post(m_impl->ioc, [p = m_impl] {
+  if (m_impl->threads.empty()) return;
+  asio::post(m_impl->acceptor.get_executor(), [p = m_impl] {
     beast::error_code ec;
     p->acceptor.close(ec);
     p->ioc.stop();
   });
-  m_impl->thread.join();
+  for (auto& t : m_impl->threads) t.join();
+  m_impl->threads.clear();
 }
 
 void gateway::publish(std::shared_ptr<gateway_view const> view) { m_impl->view.store(std::move(view)); }
