@@ -134,13 +134,18 @@ result<file_index> index_version(std::string const& data) {
     }
   }
   file_index out;
-  out.root_name = ti->name();
   auto const& fs = ti->files();
+  // A multi-file torrent keeps its files under `name/`; a single-file one (pad files aside) has
+  // its file directly in the save path.
+  auto prefix = ti->name() + "/";
+  bool multi = false;
+  for (auto i : fs.file_range())
+    if (!fs.pad_file_at(i) && fs.file_path(i).rfind(prefix, 0) == 0) multi = true;
+  if (multi) out.root_dir = ti->name();
   for (auto i : fs.file_range()) {
     if (fs.pad_file_at(i)) continue;
     auto path = fs.file_path(i);
-    auto slash = path.find('/');
-    auto rel = slash == std::string::npos ? path : path.substr(slash + 1);
+    auto rel = multi ? path.substr(prefix.size()) : path;
     served_file f;
     f.size = fs.file_size(i);
     auto root = fs.root(i);

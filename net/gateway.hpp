@@ -36,7 +36,7 @@ struct served_site {
 // Reads the file list of a version from its resume data or .torrent: paths relative to the
 // torrent's root folder, with sizes and ETags. Errors: corrupt.
 struct file_index {
-  std::string root_name;
+  std::string root_dir;  // the torrent's folder under the save path; empty for a single-file torrent
   std::map<std::string, served_file> files;
 };
 result<file_index> index_version(std::string const& resume_or_torrent);

@@ -103,6 +103,22 @@ result<built_torrent> make_torrent(fs::path const& root, std::string const& name
   lt::file_storage files;
   lt::add_files(files, (root / name).string(), [](std::string const&) { return true; }, {});
   if (files.num_files() == 0) return make_error(errc::invalid_argument, "there are no files to publish");
+  // A directory holding one file at its top would make a "file tree" of one top-level entry,
+  // which libtorrent 2.0.8 loads as a single-file torrent at a different path than it wrote.
+  // Make it a proper single-file torrent instead, with the file directly under `root`.
+  bool single_file = false;
+  if (files.num_files() == 1) {
+    auto only = fs::path(files.file_path(lt::file_index_t{0}));
+    if (std::distance(only.begin(), only.end()) == 2) {
+      std::error_code ec;
+      fs::rename(root / only, root / only.filename(), ec);
+      if (ec) return make_error(errc::io_error, "cannot place the single file: " + ec.message());
+      fs::remove(root / name, ec);
+      files = lt::file_storage();
+      lt::add_files(files, (root / only.filename()).string(), [](std::string const&) { return true; }, {});
+      single_file = true;
+    }
+  }
   // 1 MiB pieces move fastest on loopback and keep piece layers small (shared/libtorrent-notes.md).
   lt::create_torrent ct(files, 1 << 20, lt::create_torrent::v2_only);
   ct.set_creator("outlast");
@@ -129,6 +145,7 @@ result<built_torrent> make_torrent(fs::path const& root, std::string const& name
   out.ih2 = summary->ih2;
   out.size = summary->size;
   out.files = summary->files;
+  out.single_file = single_file;
   if (progress) progress(total, total);
   return out;
 }

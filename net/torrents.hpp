@@ -22,9 +22,13 @@ struct built_torrent {
   info_hash2 ih2{};
   std::int64_t size = 0;
   int files = 0;
+  // libtorrent makes a one-file directory a single-file torrent, whose file lies directly in
+  // the save path rather than under `name/`: make_torrent moves it there.
+  bool single_file = false;
 };
 
-// Hashes `root/name` (a directory) into a v2-only torrent named `name`, using both cores.
+// Hashes `root/name` (a directory) into a v2-only torrent named `name`, using both cores. A
+// directory of one file becomes a single-file torrent and that file is moved up into `root`.
 // `progress(done, total)` is called with bytes hashed so far. Setting `*cancel` stops early.
 // Errors: invalid_argument (no files), io_error (unreadable file), unavailable (cancelled).
 result<built_torrent> make_torrent(std::filesystem::path const& root, std::string const& name,

@@ -25,15 +25,15 @@ std::shared_ptr<net::file_index const> node::impl::index_of(site_id const& s, st
     return nullptr;
   }
   // The root folder name comes from the publisher's torrent: one plain path component only.
-  auto const& name = idx->root_name;
-  if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos) return nullptr;
+  auto const& name = idx->root_dir;
+  if (name == "." || name == ".." || name.find('/') != std::string::npos) return nullptr;
   auto shared = std::make_shared<net::file_index const>(std::move(*idx));
   file_indexes[v.ih2] = shared;
   return shared;
 }
 
 void node::impl::refresh_view() {
-  if (!gateway) return;
+  if (!gateway) return;  // (the 1-second tick still runs for retry_lookups)
   auto view = std::make_shared<net::gateway_view>();
   view->status = status_json();
   view->site_list = sites_json();
@@ -47,7 +47,7 @@ void node::impl::refresh_view() {
       if (!idx) continue;
       live.insert(v.ih2);
       net::served_site served;
-      served.root = version_dir(s, v.seq) / idx->root_name;
+      served.root = idx->root_dir.empty() ? version_dir(s, v.seq) : version_dir(s, v.seq) / idx->root_dir;
       served.version = v.seq;
       served.files = idx->files;
       view->sites.emplace(s.address(), std::move(served));
@@ -61,6 +61,7 @@ void node::impl::schedule_view() {
   view_timer.expires_after(view_interval);
   view_timer.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
+    retry_lookups();
     refresh_view();
     schedule_view();
   });

@@ -164,6 +164,24 @@ void node::impl::schedule_poll() {
   });
 }
 
+void node::impl::retry_lookups() {
+  auto now = std::chrono::steady_clock::now();
+  for (auto it = lookups.begin(); it != lookups.end();) {
+    auto& [s, when] = *it;
+    auto snap = load_site(s);
+    if (!snap.record || snap.pointer) {  // unfollowed, or found
+      it = lookups.erase(it);
+      continue;
+    }
+    if (now >= when.first) {
+      session->get_item(s.key, s.site);
+      when.second = std::min(when.second * 2, std::chrono::seconds(cfg.poll_interval_s));
+      when.first = now + when.second;
+    }
+    ++it;
+  }
+}
+
 // Every node re-puts the latest signed pointer it holds for each site it publishes or follows,
 // with the publisher's signature: the site stays resolvable when the publisher is gone.
 void node::impl::republish() {
@@ -503,6 +521,7 @@ net::http_response node::impl::follow(json const& req) {
   if (auto r = store->get_record(s->key, s->site); r && *r)
     if (auto p = crypto::decode_pointer((*r)->value)) consider_pointer(*s, (*r)->seq, *p);
   session->get_item(s->key, s->site);
+  lookups[*s] = {std::chrono::steady_clock::now() + std::chrono::seconds(2), std::chrono::seconds(2)};
   return json_response(200, {{"address", s->address()}, {"following", true}, {"new", created}});
 }
 

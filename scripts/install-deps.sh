@@ -9,6 +9,7 @@ packages=(
   libboost-dev libboost-program-options-dev libboost-system-dev
   nlohmann-json3-dev catch2
   curl
+  chromium  # the browser tier of the tests (site isolation in a real browser)
 )
 
 missing=()

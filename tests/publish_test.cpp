@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 
+#include "net/gateway.hpp"
 #include "net/torrents.hpp"
 #include "node/detail/node_impl.hpp"
 #include "node/site_dir.hpp"
@@ -132,6 +133,32 @@ TEST_CASE("v2 torrents: deterministic, checked, and unchanged files are reused",
   CHECK(*placed == (3 << 20));
   CHECK(fs::file_size(t / "follower" / "blog" / "logo-renamed.png") == (3u << 20));
   CHECK_FALSE(fs::exists(t / "follower" / "blog" / "index.html"));  // changed: must come from peers
+}
+
+TEST_CASE("v2 torrents: a one-file site is a single-file torrent, laid out where libtorrent looks", "[publish]") {
+  test::temp_dir t;
+  put(t / "v1" / "note" / "only.txt", "just me");
+  auto one = net::make_torrent(t / "v1", "note", nullptr);
+  REQUIRE(one);
+  CHECK(one->single_file);
+  CHECK(one->files == 1);
+  CHECK(fs::exists(t / "v1" / "only.txt"));
+  CHECK_FALSE(fs::exists(t / "v1" / "note"));
+  auto idx = net::index_version(one->torrent);
+  REQUIRE(idx);
+  CHECK(idx->root_dir.empty());
+  REQUIRE(idx->files.count("only.txt") == 1);
+  CHECK(idx->files.at("only.txt").size == 7);
+
+  put(t / "v2" / "news" / "a.html", "a");
+  put(t / "v2" / "news" / "b" / "c.html", "c");
+  auto two = net::make_torrent(t / "v2", "news", nullptr);
+  REQUIRE(two);
+  CHECK_FALSE(two->single_file);
+  auto idx2 = net::index_version(two->torrent);
+  REQUIRE(idx2);
+  CHECK(idx2->root_dir == "news");
+  CHECK(idx2->files.count("b/c.html") == 1);
 }
 
 TEST_CASE("site addresses", "[unit][publish]") {

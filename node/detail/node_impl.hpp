@@ -85,6 +85,9 @@ struct node::impl {
   std::map<net::info_hash2, fetch> fetching;                 // versions being downloaded
   std::map<net::info_hash2, site_id> seeding;                // complete versions in the swarm
   std::map<site_id, std::string> site_errors;                // last problem per site, for `sites`
+  // Followed sites whose pointer was not found yet: asked again at growing intervals (2 s, 4 s,
+  // ... up to poll-interval) instead of waiting a whole poll-interval after a miss.
+  std::map<site_id, std::pair<std::chrono::steady_clock::time_point, std::chrono::seconds>> lookups;
   std::int64_t refused_invalid = 0;                          // records refused for bounds or signature
   std::string last_refusal;
 
@@ -111,6 +114,7 @@ struct node::impl {
   void on_dht_ready();
   void poll_followed();
   void schedule_poll();
+  void retry_lookups();
   void republish();
   void schedule_republish();
   void schedule_resume_save();
