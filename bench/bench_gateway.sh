@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# bench_gateway: the gateway beside nginx serving the same files from the same directory,
+# both measured with wrk in the same run: requests/s for a 20 KB file, MB/s for a 600 MB file,
+# with 1 and 64 connections, and p50/p99 latency. Median of RUNS runs of DUR seconds.
+#
+#   bench/bench_gateway.sh [OUTLAST_BINARY]      (RUNS=3 DUR=5 LARGE_MB=600 by default)
+set -euo pipefail
+outlast=${1:-build-release/cli/outlast}
+runs=${RUNS:-3}
+dur=${DUR:-5}
+large_mb=${LARGE_MB:-600}
+for tool in wrk nginx; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "bench_gateway: $tool is missing (scripts/install-deps.sh --bench)" >&2; exit 2; }
+done
+
+work=$(mktemp -d)
+node_pid=""
+nginx_pid=""
+cleanup() {
+  [ -n "$nginx_pid" ] && kill "$nginx_pid" 2>/dev/null || true
+  [ -n "$node_pid" ] && kill "$node_pid" 2>/dev/null && wait "$node_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+mkdir -p "$work/site"
+head -c 20480 /dev/urandom >"$work/site/small.bin"
+head -c $((large_mb * 1024 * 1024)) /dev/zero | openssl enc -aes-128-ctr -pass pass:bench -nosalt 2>/dev/null >"$work/site/large.bin"
+touch "$work/site/index.html"
+
+"$outlast" --home "$work/home" node --listen 127.0.0.1:0 --bootstrap none --local-swarm --no-upnp --no-natpmp --no-lsd \
+  --gateway 127.0.0.1:0 2>"$work/node.log" &
+node_pid=$!
+for _ in $(seq 100); do
+  "$outlast" --home "$work/home" status --json >"$work/status.json" 2>/dev/null && grep -q '"gateway":"' "$work/status.json" && break
+  sleep 0.1
+done
+address=$("$outlast" --home "$work/home" publish "$work/site" --site bench --json | sed -n 's/.*"address":"\([^"]*\)".*/\1/p')
+gw=$(sed -n 's/.*"gateway":"\([^"]*\)".*/\1/p' "$work/status.json")
+gport=${gw##*:}
+key=${address%%/*}
+root="$work/home/sites/$key/bench/1/bench"
+
+nport=$((20000 + RANDOM % 20000))
+# nginx's workers must read the node's private home: as root, run them as root.
+user_line=""
+[ "$(id -u)" = 0 ] && user_line="user root;"
+cat >"$work/nginx.conf" <<CONF
+$user_line
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx.err;
+daemon off;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  client_body_temp_path $work/nginx-tmp;
+  server { listen 127.0.0.1:$nport; root $root; }
+}
+CONF
+nginx -c "$work/nginx.conf" &
+nginx_pid=$!
+sleep 0.5
+
+# prints: requests/s MB/s p50_ms p99_ms
+measure() {
+  local conns=$1 url=$2 host=$3 threads=1
+  [ "$conns" -gt 1 ] && threads=2
+  wrk -t"$threads" -c"$conns" -d"${dur}s" --latency -H "Host: $host" "$url" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    function mb(v) { if (v ~ /GB$/) return v * 1024; if (v ~ /MB$/) return v + 0; if (v ~ /KB$/) return v / 1024; return v / 1048576 }
+    $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) }
+    $1 == "Requests/sec:" { rps = $2 } $1 == "Transfer/sec:" { tps = mb($2) }
+    $1 == "Non-2xx" { bad = $5 }
+    END { if (bad > 0) printf "bench_gateway: %s non-2xx answers from %s\n", bad, url > "/dev/stderr"
+          printf "%.1f %.1f %.3f %.3f\n", rps, tps, p50, p99 }' url="$url"
+}
+median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+
+echo "bench_gateway: $runs runs of ${dur}s per row; 20 KB and ${large_mb} MB files; nginx $(nginx -v 2>&1 | sed 's/.*\///')"
+printf "\n%-26s %-10s %14s %14s %8s\n" "workload" "metric" "outlast" "nginx" "ratio"
+for file in small.bin large.bin; do
+  for conns in 1 64; do
+    : >"$work/o"; : >"$work/n"
+    for _ in $(seq "$runs"); do
+      measure "$conns" "http://127.0.0.1:$gport/$file" "bench.$key.localhost:$gport" >>"$work/o"
+      measure "$conns" "http://127.0.0.1:$nport/$file" "127.0.0.1:$nport" >>"$work/n"
+    done
+    name="${file%.bin} file, $conns conn"
+    if [ "$file" = small.bin ]; then col=1; metric="req/s"; else col=2; metric="MB/s"; fi
+    o=$(awk -v c=$col '{print $c}' "$work/o" | median); n=$(awk -v c=$col '{print $c}' "$work/n" | median)
+    printf "%-26s %-10s %14s %14s %8.2f\n" "$name" "$metric" "$o" "$n" "$(awk -v a="$o" -v b="$n" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+    o50=$(awk '{print $3}' "$work/o" | median); n50=$(awk '{print $3}' "$work/n" | median)
+    o99=$(awk '{print $4}' "$work/o" | median); n99=$(awk '{print $4}' "$work/n" | median)
+    printf "%-26s %-10s %14s %14s %8.2f\n" "" "p50 ms" "$o50" "$n50" "$(awk -v a="$o50" -v b="$n50" 'BEGIN { print (a > 0 ? b / a : 0) }')"
+    printf "%-26s %-10s %14s %14s %8.2f\n" "" "p99 ms" "$o99" "$n99" "$(awk -v a="$o99" -v b="$n99" 'BEGIN { print (a > 0 ? b / a : 0) }')"
+  done
+done
+echo "(ratio: outlast / nginx for throughput, nginx / outlast for latency: above 1 means outlast is better)"
