@@ -5,13 +5,14 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <libtorrent/hex.hpp>
 #include <libtorrent/add_torrent_params.hpp>
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/torrent_info.hpp>
+#include <array>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -156,8 +157,11 @@ result<file_index> index_version(std::string const& data) {
 }
 
 struct gateway::impl : std::enable_shared_from_this<impl> {
-  asio::io_context ioc;
-  tcp::acceptor acceptor{asio::make_strand(ioc)};  // its own strand: closed from stop() safely
+  // One io_context per thread, each run by that thread alone: connections are spread over them
+  // round-robin and never share a scheduler lock. The acceptor lives on the first.
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::unique_ptr<tcp::acceptor> acceptor;
+  std::size_t next_context = 0;
   gateway_config cfg;
   log_fn log;
   std::vector<std::thread> threads;
@@ -165,13 +169,13 @@ struct gateway::impl : std::enable_shared_from_this<impl> {
   std::string port;
   std::atomic<std::shared_ptr<gateway_view const>> view{std::make_shared<gateway_view>()};
   std::atomic<std::size_t> connections{0};
-  mutable std::mutex counter_mutex;
-  gateway_counters counts;
+  // Lock-free counters: every request touches them, from every thread.
+  std::array<std::atomic<std::int64_t>, 600> by_status{};
+  std::atomic<std::int64_t> bytes_sent{0};
 
   void count(int status, std::int64_t bytes) {
-    std::lock_guard g(counter_mutex);
-    ++counts.requests_by_status[status];
-    counts.bytes_sent += bytes;
+    if (status >= 0 && status < static_cast<int>(by_status.size())) by_status[static_cast<std::size_t>(status)].fetch_add(1, std::memory_order_relaxed);
+    bytes_sent.fetch_add(bytes, std::memory_order_relaxed);
   }
 
   void accept();
@@ -512,10 +516,9 @@ class connection : public std::enable_shared_from_this<connection> {
 }  // namespace
 
 void gateway::impl::accept() {
-  // Each connection gets a strand of its own: connections run in parallel on the threads, and
-  // each one's handlers never overlap.
-  acceptor.async_accept(asio::make_strand(ioc), [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
-    if (!self->acceptor.is_open()) return;
+  auto& target = *contexts[next_context++ % contexts.size()];
+  acceptor->async_accept(target, [self = shared_from_this()](beast::error_code ec, tcp::socket s) {
+    if (!self->acceptor->is_open()) return;
     if (!ec) {
       if (self->connections.load() >= self->cfg.max_connections) {
         beast::error_code ignored;
@@ -530,8 +533,11 @@ void gateway::impl::accept() {
 }
 
 gateway_counters gateway::impl::counters_snapshot() const {
-  std::lock_guard g(counter_mutex);
-  return counts;
+  gateway_counters out;
+  for (std::size_t i = 0; i < by_status.size(); ++i)
+    if (auto n = by_status[i].load(std::memory_order_relaxed)) out.requests_by_status[static_cast<int>(i)] = n;
+  out.bytes_sent = bytes_sent.load(std::memory_order_relaxed);
+  return out;
 }
 
 result<std::unique_ptr<gateway>> gateway::start(gateway_config const& cfg, log_fn log) {
@@ -551,17 +557,24 @@ result<std::unique_ptr<gateway>> gateway::start(gateway_config const& cfg, log_f
   auto p = std::make_shared<impl>();
   p->cfg = cfg;
   p->log = std::move(log);
+  for (int i = 0; i < std::max(1, cfg.threads); ++i) p->contexts.push_back(std::make_unique<asio::io_context>(1));
+  p->acceptor = std::make_unique<tcp::acceptor>(*p->contexts.front());
   tcp::endpoint ep(addr, static_cast<std::uint16_t>(port));
-  p->acceptor.open(ep.protocol(), ec);
-  if (!ec) p->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) p->acceptor.bind(ep, ec);
-  if (!ec) p->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  p->acceptor->open(ep.protocol(), ec);
+  if (!ec) p->acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) p->acceptor->bind(ep, ec);
+  if (!ec) p->acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return make_error(errc::io_error, "gateway: cannot listen on " + cfg.listen + ": " + ec.message());
-  auto local = p->acceptor.local_endpoint();
+  auto local = p->acceptor->local_endpoint();
   p->port = std::to_string(local.port());
   p->bound = (local.address().is_v6() ? "[" + local.address().to_string() + "]" : local.address().to_string()) + ":" + p->port;
   p->accept();
-  for (int i = 0; i < std::max(1, cfg.threads); ++i) p->threads.emplace_back([p] { p->ioc.run(); });
+  // Work guards keep the other contexts running while they have no connection yet.
+  for (auto& c : p->contexts)
+    p->threads.emplace_back([p, ctx = c.get()] {
+      auto guard = asio::make_work_guard(*ctx);
+      ctx->run();
+    });
   return std::unique_ptr<gateway>(new gateway(std::move(p)));
 }
 
@@ -570,10 +583,10 @@ gateway::~gateway() { stop(); }
 
 void gateway::stop() {
   if (m_impl->threads.empty()) return;
-  asio::post(m_impl->acceptor.get_executor(), [p = m_impl] {
+  asio::post(*m_impl->contexts.front(), [p = m_impl] {
     beast::error_code ec;
-    p->acceptor.close(ec);
-    p->ioc.stop();
+    p->acceptor->close(ec);
+    for (auto& c : p->contexts) c->stop();
   });
   for (auto& t : m_impl->threads) t.join();
   m_impl->threads.clear();
