@@ -13,6 +13,8 @@
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/torrent_info.hpp>
 #include <array>
+#include <list>
+#include <unordered_map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -168,6 +170,9 @@ struct gateway::impl : std::enable_shared_from_this<impl> {
   std::string bound;
   std::string port;
   std::atomic<std::shared_ptr<gateway_view const>> view{std::make_shared<gateway_view>()};
+  // Bumped on every publish, so connections reload the view only when it changed (the atomic
+  // shared_ptr load takes a lock).
+  std::atomic<std::uint64_t> view_generation{1};
   std::atomic<std::size_t> connections{0};
   // Lock-free counters: every request touches them, from every thread.
   std::array<std::atomic<std::int64_t>, 600> by_status{};
@@ -185,6 +190,41 @@ struct gateway::impl : std::enable_shared_from_this<impl> {
 namespace {
 
 using string_response = http::response<http::string_body>;
+
+// Small files are kept in memory: most requests of a site are for small files, and serving them
+// then costs no open/read/close. One cache per gateway thread (thread_local), so no locks. Keys
+// are full paths inside a version directory, which never change content once complete.
+class small_file_cache {
+ public:
+  static constexpr std::size_t max_bytes = 16 << 20;
+  static constexpr std::int64_t max_file = 64 * 1024;
+
+  std::shared_ptr<std::string const> get(std::string const& path) {
+    auto it = m_map.find(path);
+    if (it == m_map.end()) return nullptr;
+    m_lru.splice(m_lru.begin(), m_lru, it->second.second);
+    return it->second.first;
+  }
+  void put(std::string const& path, std::shared_ptr<std::string const> data) {
+    if (m_map.count(path)) return;
+    m_lru.push_front(path);
+    m_bytes += data->size();
+    m_map.emplace(path, std::make_pair(std::move(data), m_lru.begin()));
+    while (m_bytes > max_bytes && !m_lru.empty()) {
+      auto victim = m_map.find(m_lru.back());
+      m_bytes -= victim->second.first->size();
+      m_map.erase(victim);
+      m_lru.pop_back();
+    }
+  }
+
+ private:
+  std::unordered_map<std::string, std::pair<std::shared_ptr<std::string const>, std::list<std::string>::iterator>> m_map;
+  std::list<std::string> m_lru;
+  std::size_t m_bytes = 0;
+};
+
+thread_local small_file_cache file_cache;
 
 struct range {
   std::int64_t first = 0, last = 0;  // inclusive
@@ -252,7 +292,10 @@ class connection : public std::enable_shared_from_this<connection> {
     auto const& req = m_parser->get();
     m_keep_alive = req.keep_alive();
     m_head = req.method() == http::verb::head;
-    m_view = m_gw->view.load();
+    if (auto gen = m_gw->view_generation.load(std::memory_order_acquire); gen != m_view_generation) {
+      m_view = m_gw->view.load();
+      m_view_generation = gen;
+    }
     handle(req);
   }
 
@@ -344,12 +387,27 @@ class connection : public std::enable_shared_from_this<connection> {
   void serve_file(http::request<http::empty_body> const& req, served_site const& site, std::string const& rel,
                   served_file const& file, http::status status) {
     auto full = site.root / rel;
-    // Defence in depth: only files listed in the verified torrent are served, and never through
-    // a symlink.
-    int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return send_text(404, "not found\n", "", true);
-    if (m_fd >= 0) ::close(m_fd);
-    m_fd = fd;
+    std::shared_ptr<std::string const> cached;
+    if (file.size <= small_file_cache::max_file) cached = file_cache.get(full.native());
+    if (!cached) {
+      // Defence in depth: only files listed in the verified torrent are served, and never
+      // through a symlink.
+      int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+      if (fd < 0) return send_text(404, "not found\n", "", true);
+      if (m_fd >= 0) ::close(m_fd);
+      m_fd = fd;
+      if (file.size <= small_file_cache::max_file) {
+        auto data = std::make_shared<std::string>(static_cast<std::size_t>(file.size), '\0');
+        std::int64_t got = 0;
+        while (got < file.size) {
+          auto n = ::pread(m_fd, data->data() + got, static_cast<std::size_t>(file.size - got), got);
+          if (n <= 0) return send_text(500, "cannot read the file\n", "", false);
+          got += n;
+        }
+        file_cache.put(full.native(), data);
+        cached = std::move(data);
+      }
+    }
 
     auto set_site_headers = [&](auto& res) {
       res.set(http::field::content_type, bsv(mime_type(rel)));
@@ -390,6 +448,7 @@ class connection : public std::enable_shared_from_this<connection> {
       if (status == http::status::partial_content)
         res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" + std::to_string(first + length - 1) + "/" +
                                                 std::to_string(file.size));
+      if (!m_head && cached) return send_cached(std::move(res), std::move(cached), first, length);
       if (!m_head) {
         res.body().resize(static_cast<std::size_t>(length));
         std::int64_t got = 0;
@@ -451,6 +510,28 @@ class connection : public std::enable_shared_from_this<connection> {
     });
   }
 
+  // Sends a cached file without copying it: the body points into the cache entry, which this
+  // connection holds until the write completes.
+  void send_cached(string_response const& head, std::shared_ptr<std::string const> data, std::int64_t first, std::int64_t length) {
+    m_stream_res.emplace(head.result(), 11);
+    for (auto const& f : head) m_stream_res->set(f.name_string(), f.value());
+    m_stream_res->keep_alive(m_keep_alive);
+    m_stream_res->content_length(length);
+    m_cached = std::move(data);
+    m_stream_res->body().data = const_cast<char*>(m_cached->data() + first);
+    m_stream_res->body().size = static_cast<std::size_t>(length);
+    m_stream_res->body().more = false;
+    int status = head.result_int();
+    m_stream.expires_after(m_gw->cfg.request_timeout);
+    http::async_write(m_stream, *m_stream_res, [self = shared_from_this(), status, length](beast::error_code ec, std::size_t) {
+      self->m_gw->count(status, length);
+      self->m_stream_res.reset();
+      self->m_cached.reset();
+      if (ec || !self->m_keep_alive) return self->close();
+      self->read();
+    });
+  }
+
   template <class Res>
   void common_headers(Res& res) {
     res.set(http::field::server, "outlast");
@@ -505,6 +586,8 @@ class connection : public std::enable_shared_from_this<connection> {
   std::optional<http::response_serializer<http::string_body>> m_head_serializer;
   std::optional<http::response<http::buffer_body>> m_stream_res;
   std::optional<http::response_serializer<http::buffer_body>> m_serializer;
+  std::shared_ptr<std::string const> m_cached;
+  std::uint64_t m_view_generation = 0;
   std::vector<char> m_chunk;
   int m_fd = -1;
   std::int64_t m_offset = 0, m_remaining = 0, m_sent = 0;
@@ -592,7 +675,10 @@ void gateway::stop() {
   m_impl->threads.clear();
 }
 
-void gateway::publish(std::shared_ptr<gateway_view const> view) { m_impl->view.store(std::move(view)); }
+void gateway::publish(std::shared_ptr<gateway_view const> view) {
+  m_impl->view.store(std::move(view));
+  m_impl->view_generation.fetch_add(1, std::memory_order_release);
+}
 std::string gateway::endpoint() const { return m_impl->bound; }
 gateway_counters gateway::counters() const { return m_impl->counters_snapshot(); }
 
