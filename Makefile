@@ -30,10 +30,12 @@ test: build
 # Benchmarks run on an optimised build of their own. BENCH_ARGS=--small for a quick run.
 BENCH_ARGS ?=
 bench: deps
+	@./scripts/install-deps.sh --bench
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release
 	cmake --build build-release -j$(JOBS) --target outlast bench_records bench_replicate
 	build-release/bench/bench_records
 	build-release/bench/bench_replicate build-release/cli/outlast $(BENCH_ARGS)
+	bench/bench_gateway.sh build-release/cli/outlast
 
 clean:
 	rm -rf $(BUILD)

@@ -12,6 +12,11 @@ packages=(
   chromium  # the browser tier of the tests (site isolation in a real browser)
 )
 
+# `--bench`: also what the benchmarks compare against.
+if [[ "${1:-}" == "--bench" ]]; then
+  packages+=(wrk nginx-light openssl)
+fi
+
 missing=()
 for p in "${packages[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
