@@ -145,6 +145,14 @@ TEST_CASE("config: bad files and values are named in the error", "[unit][config]
     CHECK(r.err().message.find("listen") != std::string::npos);
   }
   SECTION("bad log level") { CHECK_FALSE(node::load_node_config(dir.path(), parse_cli({"--log-level", "loud"}))); }
+  SECTION("a gateway off loopback needs --gateway-public") {
+    auto r = node::load_node_config(dir.path(), parse_cli({"--gateway", "0.0.0.0:8088"}));
+    REQUIRE_FALSE(r);
+    CHECK(r.err().message.find("--gateway-public") != std::string::npos);
+    CHECK(node::load_node_config(dir.path(), parse_cli({"--gateway", "0.0.0.0:8088", "--gateway-public"})));
+    CHECK(node::load_node_config(dir.path(), parse_cli({"--gateway", "127.0.0.2:8088"})));
+    CHECK(node::load_node_config(dir.path(), parse_cli({"--gateway", "off"})));
+  }
 }
 
 TEST_CASE("keyring: create, list, export, import, and the errors around them", "[home][keys]") {
