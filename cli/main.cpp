@@ -23,6 +23,7 @@
 
 #include "crypto/base32.hpp"
 #include "crypto/keys.hpp"
+#include "net/format.hpp"
 #include "net/local_http.hpp"
 #include "node/config.hpp"
 #include "node/home.hpp"
@@ -281,21 +282,8 @@ int cmd_key_import(context& c) {
   return ok;
 }
 
-std::string human_bytes(double b) {
-  char const* units[] = {"B", "kB", "MB", "GB", "TB"};
-  int u = 0;
-  while (b >= 1000 && u < 4) b /= 1000, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
-  return buf;
-}
-
-std::string human_age(std::int64_t s) {
-  if (s < 120) return std::to_string(s) + " s";
-  if (s < 7200) return std::to_string(s / 60) + " min";
-  if (s < 172800) return std::to_string(s / 3600) + " h";
-  return std::to_string(s / 86400) + " d";
-}
+using net::human_age;
+using net::human_bytes;
 
 int cmd_publish(context& c) {
   std::error_code ec;

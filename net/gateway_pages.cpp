@@ -2,6 +2,7 @@
 #include <sstream>
 
 #include "net/detail/gateway_pages.hpp"
+#include "net/format.hpp"
 
 namespace outlast::net::detail {
 
@@ -10,22 +11,6 @@ using json = nlohmann::json;
 namespace {
 
 constexpr std::int64_t stale_after_s = 7 * 86400;  // a signed version older than a week is flagged
-
-std::string human_bytes(double b) {
-  char const* units[] = {"B", "kB", "MB", "GB", "TB"};
-  int u = 0;
-  while (b >= 1000 && u < 4) b /= 1000, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.1f %s", b, units[u]);
-  return buf;
-}
-
-std::string human_age(std::int64_t s) {
-  if (s < 120) return std::to_string(s) + " s";
-  if (s < 7200) return std::to_string(s / 60) + " min";
-  if (s < 172800) return std::to_string(s / 3600) + " h";
-  return std::to_string(s / 86400) + " days";
-}
 
 std::string dashboard(gateway_view const& v) {
   auto const& st = v.status;

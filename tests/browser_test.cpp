@@ -6,6 +6,7 @@
 #include <regex>
 
 #include "tests/support/swarm.hpp"
+#include "tests/support/temp_dir.hpp"
 #include "tests/support/wait.hpp"
 
 using namespace outlast;
@@ -14,11 +15,6 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-void put(fs::path const& p, std::string const& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
 
 // Loads `url` in a fresh headless Chromium and returns the DOM after scripts ran.
 std::string dump_dom(fs::path const& base, std::string const& url) {
@@ -66,9 +62,9 @@ async function probe(name, url) {
 TEST_CASE("browser: a site's script cannot read another site, the dashboard or the API", "[browser]") {
   REQUIRE(fs::exists("/usr/bin/chromium"));  // installed by scripts/install-deps.sh
   test::temp_dir base;
-  put(base / "probe" / "index.html", probe_page);
-  put(base / "probe" / "own.txt", "mine");
-  put(base / "other" / "secret.txt", "the other site's secret");
+  test::write_file(base / "probe" / "index.html", probe_page);
+  test::write_file(base / "probe" / "own.txt", "mine");
+  test::write_file(base / "other" / "secret.txt", "the other site's secret");
   test::swarm_node publisher("p", base.path()), reader("r", base.path());
   publisher.start({});
   auto probe = publisher.cli_json({"publish", (base / "probe").string(), "--site", "probe"})["address"].get<std::string>();

@@ -9,6 +9,7 @@
 
 #include "tests/support/http.hpp"
 #include "tests/support/swarm.hpp"
+#include "tests/support/temp_dir.hpp"
 #include "tests/support/wait.hpp"
 
 using namespace outlast;
@@ -17,11 +18,6 @@ using json = nlohmann::json;
 namespace fs = std::filesystem;
 
 namespace {
-
-void put(fs::path const& p, std::string const& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
 
 std::string random_bytes(std::size_t n, unsigned seed) {
   std::mt19937 rng(seed);
@@ -39,14 +35,14 @@ struct fixture {
 
   fixture() {
     auto site = base / "site";
-    put(site / "index.html", "<!doctype html><h1>Front page</h1>");
-    put(site / "css" / "a.css", "body{color:#111}");
-    put(site / "img" / "logo.png", random_bytes(2000, 1));
-    put(site / "articles" / "index.html", "<h1>Articles</h1>");
-    put(site / "articles" / "one.html", "<h1>One</h1>");
-    put(site / "404.html", "<h1>Custom not found</h1>");
-    put(site / "data.weird", "x");
-    put(site / "big.bin", big);
+    test::write_file(site / "index.html", "<!doctype html><h1>Front page</h1>");
+    test::write_file(site / "css" / "a.css", "body{color:#111}");
+    test::write_file(site / "img" / "logo.png", random_bytes(2000, 1));
+    test::write_file(site / "articles" / "index.html", "<h1>Articles</h1>");
+    test::write_file(site / "articles" / "one.html", "<h1>One</h1>");
+    test::write_file(site / "404.html", "<h1>Custom not found</h1>");
+    test::write_file(site / "data.weird", "x");
+    test::write_file(site / "big.bin", big);
     node.start({});
     auto pub = node.cli_json({"publish", site.string(), "--site", "news"});
     address = pub["address"].get<std::string>();
@@ -228,7 +224,7 @@ TEST_CASE("gateway: path escapes, oversized requests and slow clients are refuse
 TEST_CASE("gateway: a new version replaces the old one for readers at once", "[gateway]") {
   fixture f;
   auto before = f.site("/");
-  put(f.base / "site" / "index.html", "<h1>Second edition</h1>");
+  test::write_file(f.base / "site" / "index.html", "<h1>Second edition</h1>");
   REQUIRE(f.node.cli({"publish", (f.base / "site").string(), "--site", "news"}).code == 0);
   auto after = f.site("/");
   CHECK(after.body == "<h1>Second edition</h1>");

@@ -30,10 +30,6 @@ po::variables_map parse_cli(std::vector<std::string> args) {
   return vm;
 }
 
-void write_file(std::filesystem::path const& p, std::string const& text) {
-  std::ofstream(p) << text;
-}
-
 mode_t mode_of(std::filesystem::path const& p) {
   struct stat st{};
   REQUIRE(::stat(p.c_str(), &st) == 0);
@@ -93,7 +89,7 @@ TEST_CASE("the written config documents every option, and parses with each one s
     uncommented += line + "\n";
   }
   test::temp_dir dir;
-  write_file(dir / "outlast.conf", uncommented);
+  test::write_file(dir / "outlast.conf", uncommented);
   auto cfg = node::load_node_config(dir.path(), parse_cli({}));
   INFO((cfg ? "" : cfg.err().message));
   REQUIRE(cfg);
@@ -103,7 +99,7 @@ TEST_CASE("the written config documents every option, and parses with each one s
 
 TEST_CASE("config: the command line wins over the file; peers add up", "[unit][config]") {
   test::temp_dir dir;
-  write_file(dir / "outlast.conf",
+  test::write_file(dir / "outlast.conf",
              "listen = 127.0.0.1:7000\ngateway = 127.0.0.1:9000\nbootstrap = none\npeer = 10.0.0.1:6881\n"
              "upnp = false\nlsd = true\nlog-level = warning\n");
   auto from_file = node::load_node_config(dir.path(), parse_cli({}));
@@ -129,14 +125,14 @@ TEST_CASE("config: the command line wins over the file; peers add up", "[unit][c
 TEST_CASE("config: bad files and values are named in the error", "[unit][config]") {
   test::temp_dir dir;
   SECTION("unknown option") {
-    write_file(dir / "outlast.conf", "listne = 127.0.0.1:1\n");
+    test::write_file(dir / "outlast.conf", "listne = 127.0.0.1:1\n");
     auto r = node::load_node_config(dir.path(), parse_cli({}));
     REQUIRE_FALSE(r);
     CHECK(r.err().message.find("outlast.conf") != std::string::npos);
     CHECK(r.err().message.find("listne") != std::string::npos);
   }
   SECTION("bad bool") {
-    write_file(dir / "outlast.conf", "upnp = maybe\n");
+    test::write_file(dir / "outlast.conf", "upnp = maybe\n");
     CHECK_FALSE(node::load_node_config(dir.path(), parse_cli({})));
   }
   SECTION("listen must be an IP literal") {
@@ -189,12 +185,12 @@ TEST_CASE("keyring: create, list, export, import, and the errors around them", "
   CHECK(other.unlock("bob", std::string("pw"))->public_half() == b->key);
   CHECK(other.import_from(dir / "bob-backup.key", "bob2").err().code == errc::already_exists);  // same key twice
 
-  write_file(dir / "junk.key", "not a key\n");
+  test::write_file(dir / "junk.key", "not a key\n");
   CHECK(other.import_from(dir / "junk.key", "junk").err().code == errc::corrupt);
   CHECK_FALSE(std::filesystem::exists(other_home / "keys/junk.key"));
 
   std::vector<std::string> problems;
-  write_file(dir / "keys/broken.key", "outlast-secret-key 1\npublic x\n");
+  test::write_file(dir / "keys/broken.key", "outlast-secret-key 1\npublic x\n");
   auto listed = keys.list(&problems);
   REQUIRE(listed);
   CHECK(listed->size() == 2);

@@ -16,10 +16,6 @@ using namespace outlast;
 namespace fs = std::filesystem;
 
 namespace {
-void put(fs::path const& p, std::string const& text) {
-  fs::create_directories(p.parent_path());
-  std::ofstream(p, std::ios::binary) << text;
-}
 std::string message_of(fs::path const& dir) {
   auto r = node::scan_site_dir(dir);
   REQUIRE_FALSE(r);
@@ -30,10 +26,10 @@ std::string message_of(fs::path const& dir) {
 TEST_CASE("site directories: what is published and what is refused", "[publish]") {
   test::temp_dir t;
   auto site = t / "site";
-  put(site / "index.html", "<h1>hi</h1>");
-  put(site / "css" / "a.css", "body{}");
-  put(site / ".git" / "HEAD", "ref: x");
-  put(site / ".well-known" / "security.txt", "Contact: x");
+  test::write_file(site / "index.html", "<h1>hi</h1>");
+  test::write_file(site / "css" / "a.css", "body{}");
+  test::write_file(site / ".git" / "HEAD", "ref: x");
+  test::write_file(site / ".well-known" / "security.txt", "Contact: x");
   fs::create_directories(site / "empty");
   fs::create_symlink("index.html", site / "home.html");  // inside: published as a copy
 
@@ -61,7 +57,7 @@ TEST_CASE("site directories: what is published and what is refused", "[publish]"
     CHECK_FALSE(fs::exists(t / "copy" / ".git"));
   }
   SECTION("a symlink leading outside") {
-    put(t / "secret.txt", "password");
+    test::write_file(t / "secret.txt", "password");
     fs::create_symlink(t / "secret.txt", site / "leak.txt");
     auto m = message_of(site);
     CHECK(m.find("leak.txt") != std::string::npos);
@@ -72,14 +68,14 @@ TEST_CASE("site directories: what is published and what is refused", "[publish]"
     CHECK(message_of(site).find("broken symlink") != std::string::npos);
   }
   SECTION("a name that is not UTF-8") {
-    put(site / "caf\xe9.html", "x");
+    test::write_file(site / "caf\xe9.html", "x");
     CHECK(message_of(site).find("not valid UTF-8") != std::string::npos);
   }
   SECTION("an unreadable file") {
     if (::geteuid() == 0) {
       SUCCEED("root reads every file: permission refusal cannot be shown");
     } else {
-      put(site / "private.html", "x");
+      test::write_file(site / "private.html", "x");
       fs::permissions(site / "private.html", fs::perms::none);
       CHECK(message_of(site).find("private.html") != std::string::npos);
     }
@@ -95,14 +91,14 @@ TEST_CASE("site directories: empty or missing ones are refused", "[publish]") {
   fs::create_directories(t / "empty" / "sub");
   CHECK(message_of(t / "empty").find("no files") != std::string::npos);
   CHECK(message_of(t / "missing").find("not a directory") != std::string::npos);
-  put(t / "file.txt", "x");
+  test::write_file(t / "file.txt", "x");
   CHECK(message_of(t / "file.txt").find("not a directory") != std::string::npos);
 }
 
 TEST_CASE("v2 torrents: deterministic, checked, and unchanged files are reused", "[publish]") {
   test::temp_dir t;
-  put(t / "v1" / "blog" / "index.html", std::string(100000, 'a'));
-  put(t / "v1" / "blog" / "img" / "logo.png", std::string(3 << 20, 'b'));
+  test::write_file(t / "v1" / "blog" / "index.html", std::string(100000, 'a'));
+  test::write_file(t / "v1" / "blog" / "img" / "logo.png", std::string(3 << 20, 'b'));
   auto one = net::make_torrent(t / "v1", "blog", nullptr);
   REQUIRE(one);
   CHECK(one->files == 2);
@@ -123,8 +119,8 @@ TEST_CASE("v2 torrents: deterministic, checked, and unchanged files are reused",
   CHECK_FALSE(net::check_torrent("garbage", 1000));
 
   // Version 2 changes index.html and renames the logo: the logo is placed, not fetched.
-  put(t / "v2" / "blog" / "index.html", std::string(100000, 'c'));
-  put(t / "v2" / "blog" / "logo-renamed.png", std::string(3 << 20, 'b'));
+  test::write_file(t / "v2" / "blog" / "index.html", std::string(100000, 'c'));
+  test::write_file(t / "v2" / "blog" / "logo-renamed.png", std::string(3 << 20, 'b'));
   auto two = net::make_torrent(t / "v2", "blog", nullptr);
   REQUIRE(two);
   CHECK(two->ih2 != one->ih2);
@@ -137,7 +133,7 @@ TEST_CASE("v2 torrents: deterministic, checked, and unchanged files are reused",
 
 TEST_CASE("v2 torrents: a one-file site is a single-file torrent, laid out where libtorrent looks", "[publish]") {
   test::temp_dir t;
-  put(t / "v1" / "note" / "only.txt", "just me");
+  test::write_file(t / "v1" / "note" / "only.txt", "just me");
   auto one = net::make_torrent(t / "v1", "note", nullptr);
   REQUIRE(one);
   CHECK(one->single_file);
@@ -150,8 +146,8 @@ TEST_CASE("v2 torrents: a one-file site is a single-file torrent, laid out where
   REQUIRE(idx->files.count("only.txt") == 1);
   CHECK(idx->files.at("only.txt").size == 7);
 
-  put(t / "v2" / "news" / "a.html", "a");
-  put(t / "v2" / "news" / "b" / "c.html", "c");
+  test::write_file(t / "v2" / "news" / "a.html", "a");
+  test::write_file(t / "v2" / "news" / "b" / "c.html", "c");
   auto two = net::make_torrent(t / "v2", "news", nullptr);
   REQUIRE(two);
   CHECK_FALSE(two->single_file);

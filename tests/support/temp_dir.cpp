@@ -1,6 +1,7 @@
 #include "tests/support/temp_dir.hpp"
 
 #include <cstdlib>
+#include <fstream>
 #include <stdexcept>
 #include <string>
 
@@ -16,6 +17,11 @@ temp_dir::temp_dir() {
 temp_dir::~temp_dir() {
   std::error_code ec;
   std::filesystem::remove_all(m_path, ec);
+}
+
+void write_file(std::filesystem::path const& path, std::string const& text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << text;
 }
 
 }  // namespace outlast::test

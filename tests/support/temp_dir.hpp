@@ -3,6 +3,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 
 namespace outlast::test {
 
@@ -18,5 +19,8 @@ class temp_dir {
  private:
   std::filesystem::path m_path;
 };
+
+// Writes `text` to `path`, creating its parent directories.
+void write_file(std::filesystem::path const& path, std::string const& text);
 
 }  // namespace outlast::test
