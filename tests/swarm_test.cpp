@@ -4,6 +4,7 @@
 #include <random>
 
 #include "crypto/base32.hpp"
+#include "crypto/key_file.hpp"
 #include "crypto/records.hpp"
 #include "net/local_http.hpp"
 #include "tests/support/swarm.hpp"
@@ -154,6 +155,44 @@ TEST_CASE("outage drill with a single mirror: a newcomer who knows only it gets 
   CHECK(same_tree(site_dir, mirrored_files(d, address, 1)));
   b.stop();
   d.stop();
+}
+
+TEST_CASE("a static --peer is enough: no DHT at all, the pointer handed over by hand", "[swarm]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);
+  test::swarm_node a("a", base.path());
+  a.start({});
+  auto pub = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  auto address = pub["address"].get<std::string>();
+  // B has no DHT bootstrap at all; it knows A only as a static peer.
+  test::swarm_node b("b", base.path(), {"--peer", a.endpoint()});
+  b.start({});
+  REQUIRE(b.cli({"follow", address}).code == 0);
+
+  // Hand B the publisher's signed pointer, as an import or a push would (signed here with A's key).
+  auto key = crypto::decode_key_file(*crypto::read_small_file(a.home() / "keys" / "default.key"), std::nullopt);
+  REQUIRE(key);
+  crypto::pointer p;
+  auto ih = crypto::from_hex(pub["infohash"].get<std::string>());
+  REQUIRE(ih);
+  std::copy(ih->begin(), ih->end(), p.ih2.begin());
+  p.time = 1700000000;
+  p.size = pub["bytes"].get<std::int64_t>();
+  auto item = crypto::sign_item(*key, "news", 1, crypto::encode_pointer(p));
+  REQUIRE(item);
+  auto body = json{{"item", crypto::to_hex(crypto::as_bytes(crypto::encode_item(*item)))}}.dump();
+  auto r = net::local_http_call(b.home() / "control.sock", {"POST", "/v1/records", body});
+  REQUIRE(r);
+  CHECK(r->status == 200);
+
+  bool mirrored = test::wait_until([&] { return has_version(b, address, 1); }, 60s);
+  INFO("b:\n" << b.log());
+  REQUIRE(mirrored);
+  CHECK(same_tree(site_dir, mirrored_files(b, address, 1)));
+  CHECK(b.cli_json({"status"})["dht_nodes"] == 0);  // no DHT was involved
+  a.stop();
+  b.stop();
 }
 
 TEST_CASE("forged, replayed and oversized pointers are refused and shown in status", "[swarm]") {
