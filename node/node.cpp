@@ -103,7 +103,7 @@ json node::impl::status_json() {
   (void)store->read([&](storage::txn& t) -> status {
     if (auto v = t.list_sites()) sites = v->size();
     if (auto k = t.list_keys()) key_count = k->size();
-    if (auto r = t.list_refusals()) refusals = r->size();
+    if (auto r = t.count_refusals()) refusals = *r;
     return {};
   });
   return {

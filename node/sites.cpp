@@ -548,6 +548,31 @@ net::http_response node::impl::unfollow(json const& req) {
 }
 
 json node::impl::sites_json() {
+  // Swarm figures per site, gathered in one pass over the versions in the swarm.
+  struct swarm_figures {
+    int peers = 0;
+    std::int64_t downloaded = 0, reused = 0;
+    std::optional<double> fetch_progress;
+  };
+  std::map<site_id, swarm_figures> figures;
+  for (auto const& [ih, f] : fetching) {
+    auto& fig = figures[f.site];
+    fig.fetch_progress = fig.fetch_progress.value_or(0);
+    if (auto st = session->version_state(ih)) {
+      fig.fetch_progress = st->progress;
+      fig.peers += st->peers;
+      fig.downloaded += st->payload_down;
+      fig.reused += st->reused;
+    }
+  }
+  for (auto const& [ih, owner] : seeding) {
+    auto& fig = figures[owner];
+    if (auto st = session->version_state(ih)) {
+      fig.peers += st->peers;
+      fig.downloaded += st->payload_down;
+    }
+  }
+
   json out = json::array();
   for (auto const& rec : load_sites()) {
     site_id s{rec.key, rec.name};
@@ -556,27 +581,11 @@ json node::impl::sites_json() {
     std::int64_t bytes = 0, latest = pointer ? pointer->seq : rec.version;
     for (auto const& v : snap.versions)
       if (v.seq == rec.version) bytes = v.size;
-    int peers = 0;
-    std::int64_t downloaded = 0, reused = 0;
-    double progress = rec.version > 0 ? 1.0 : 0.0;
-    bool fetching_now = false;
-    for (auto const& [ih, f] : fetching) {
-      if (f.site != s) continue;
-      fetching_now = true;
-      if (auto st = session->version_state(ih)) {
-        progress = st->progress;
-        peers += st->peers;
-        downloaded += st->payload_down;
-        reused += st->reused;
-      }
-    }
-    for (auto const& [ih, owner] : seeding) {
-      if (owner != s) continue;
-      if (auto st = session->version_state(ih)) {
-        peers += st->peers;
-        downloaded += st->payload_down;
-      }
-    }
+    auto fig = figures.count(s) ? figures[s] : swarm_figures{};
+    bool fetching_now = fig.fetch_progress.has_value();
+    double progress = fetching_now ? *fig.fetch_progress : (rec.version > 0 ? 1.0 : 0.0);
+    int peers = fig.peers;
+    std::int64_t downloaded = fig.downloaded, reused = fig.reused;
     std::optional<std::int64_t> age;
     if (pointer)
       if (auto p = crypto::decode_pointer(pointer->value)) age = now_s() - p->time;

@@ -530,6 +530,13 @@ result<std::vector<refusal>> txn::list_refusals() {
   return out;
 }
 
+result<std::size_t> txn::count_refusals() {
+  MDB_stat st;
+  int rc = mdb_stat(m_impl.t, m_impl.db.refusals, &st);
+  if (rc != 0) return lmdb_error(rc, "store stat");
+  return static_cast<std::size_t>(st.ms_entries);
+}
+
 status txn::put_blob(std::string_view space, std::string_view id, std::string_view data) {
   return m_impl.put(m_impl.db.blobs, std::string(space) + '\0' + std::string(id), data);
 }

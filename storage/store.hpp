@@ -125,6 +125,7 @@ class txn {
   result<std::optional<crypto::signed_item>> get_record(crypto::public_key const& key, std::string_view salt);
   result<std::vector<crypto::signed_item>> list_records(crypto::public_key const& key);
   result<std::vector<refusal>> list_refusals();
+  result<std::size_t> count_refusals();
 
   // Opaque blobs: libtorrent resume data (by info-hash) and session state (by name).
   status put_blob(std::string_view space, std::string_view id, std::string_view data);

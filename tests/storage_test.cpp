@@ -132,6 +132,7 @@ TEST_CASE("signed records: newer replaces, older and forks are refused and kept 
     auto refusals = t.list_refusals();
     REQUIRE(refusals);
     REQUIRE(refusals->size() == 2);
+    CHECK(*t.count_refusals() == 2);
     CHECK((*refusals)[0].item.seq == 1);
     CHECK((*refusals)[0].reason.find("older") != std::string::npos);
     CHECK((*refusals)[1].reason.find("different content") != std::string::npos);
