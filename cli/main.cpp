@@ -10,6 +10,7 @@
 #include <thread>
 
 #include <boost/program_options.hpp>
+#include <ctime>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
@@ -23,6 +24,7 @@
 
 #include "crypto/base32.hpp"
 #include "crypto/keys.hpp"
+#include "crypto/records.hpp"
 #include "net/format.hpp"
 #include "net/local_http.hpp"
 #include "node/config.hpp"
@@ -382,6 +384,68 @@ int cmd_sites(context& c) {
   return ok;
 }
 
+// "90s", "30m", "12h", "7d" -> seconds. Throws usage_error.
+std::int64_t parse_duration(std::string const& text) {
+  if (text.size() < 2) throw usage_error("a duration is a number and a unit: 90s, 30m, 12h or 7d");
+  auto unit = text.back();
+  auto digits = text.substr(0, text.size() - 1);
+  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+    throw usage_error("'" + text + "' is not a duration: use a number and a unit, as in 90s, 30m, 12h or 7d");
+  std::int64_t n = std::stoll(digits);
+  switch (unit) {
+    case 's': return n;
+    case 'm': return n * 60;
+    case 'h': return n * 3600;
+    case 'd': return n * 86400;
+    default: throw usage_error("'" + text + "': the unit must be s, m, h or d");
+  }
+}
+
+int cmd_notice_post(context& c) {
+  auto key_name = c.vm.count("key") ? c.vm["key"].as<std::string>() : std::string("default");
+  auto key = node::keyring(c.home()).find(key_name);
+  if (!key) return fail(key.err());
+  auto severity = c.vm.count("severity") ? c.vm["severity"].as<std::string>() : std::string("info");
+  if (!crypto::parse_severity(severity)) throw usage_error("--severity must be info, warning or critical");
+  json req = {{"text", c.args[0]}, {"key", key_name}, {"severity", severity}};
+  if (c.vm.count("expires")) req["expires_in"] = parse_duration(c.vm["expires"].as<std::string>());
+  if (c.vm.count("url")) req["url"] = c.vm["url"].as<std::string>();
+  if (key->encrypted) req["passphrase"] = *passphrase(c, true, false);
+  auto r = call_node(c, "POST", "/v1/notices", req.dump());
+  if (!r) return fail(r.err());
+  if (c.json_output) std::cout << r->dump() << "\n";
+  else std::cout << "Posted " << (*r)["severity"].get<std::string>() << " notice " << (*r)["seq"] << " as " << (*r)["key"].get<std::string>() << "\n";
+  return ok;
+}
+
+int cmd_notices(context& c) {
+  std::string target = "/v1/notices";
+  std::string sep = "?";
+  if (!c.args.empty()) {
+    auto text = c.args[0].substr(0, c.args[0].find('/'));  // ADDRESS or KEY: the key part
+    auto key = crypto::parse_public_key(text);
+    if (!key) throw usage_error("'" + c.args[0] + "' is neither a KEY nor a KEY/SITE address: " + key.err().message);
+    target += sep + "key=" + key->to_text();
+    sep = "&";
+  }
+  if (c.vm["all"].as<bool>()) target += sep + "all=1";
+  auto r = call_node(c, "GET", target);
+  if (!r) return fail(r.err());
+  if (c.json_output) {
+    std::cout << r->dump() << "\n";
+    return ok;
+  }
+  if (r->empty()) std::cout << "No notices.\n";
+  auto now = static_cast<std::int64_t>(std::time(nullptr));
+  for (auto const& n : *r) {
+    std::cout << std::left << std::setw(9) << n["severity"].get<std::string>() << human_age(now - n["time"].get<std::int64_t>()) << " ago  "
+              << n["key"].get<std::string>().substr(0, 12) << "...  #" << n["seq"] << (n["expired"].get<bool>() ? "  (expired)" : "") << "\n    "
+              << n["text"].get<std::string>() << "\n";
+    if (n.contains("url")) std::cout << "    " << n["url"].get<std::string>() << "\n";
+  }
+  return ok;
+}
+
 std::vector<command> const& commands() {
   static std::vector<command> const list = {
       {"init", "", "Create the home, its config file and a default publisher key (idempotent)", 0, 0, no_options, cmd_init},
@@ -398,6 +462,20 @@ std::vector<command> const& commands() {
       {"follow", "ADDRESS", "Mirror a site: fetch, verify and seed every new version of KEY/SITE", 1, 1, no_options,
        [](context& c) { return cmd_follow(c, true); }},
       {"unfollow", "ADDRESS", "Stop mirroring a site and remove its files", 1, 1, no_options, [](context& c) { return cmd_follow(c, false); }},
+      {"notice post", "TEXT", "Sign and send a notice to everyone who follows your key (at most 700 bytes)", 1, 1, [] {
+         po::options_description d("Notice options");
+         d.add_options()("key", po::value<std::string>()->value_name("NAME"), "Publisher key to sign with (default: default)")
+             ("severity", po::value<std::string>()->value_name("LEVEL"), "info (default), warning or critical")
+             ("expires", po::value<std::string>()->value_name("DURATION"), "Hide it after this long: 90s, 30m, 12h, 7d")
+             ("url", po::value<std::string>()->value_name("URL"), "Where to read more (http or https)");
+         d.add(passphrase_options(false));
+         return d;
+       }, cmd_notice_post},
+      {"notices", "[ADDRESS|KEY]", "List the notices this node holds, critical first", 0, 1, [] {
+         po::options_description d("Notices options");
+         d.add_options()("all", po::bool_switch(), "Include expired notices");
+         return d;
+       }, cmd_notices},
       {"sites", "", "List published and followed sites with their version, size, state, peers and age", 0, 0, no_options, cmd_sites},
       {"key new", "NAME", "Create a publisher key", 1, 1, [] { return passphrase_options(true); }, cmd_key_new},
       {"key list", "", "List the publisher keys of this home", 0, 0, no_options, cmd_key_list},
@@ -436,7 +514,8 @@ bool takes_value(std::string const& arg) { return arg == "--home" || arg == "--p
                                                   arg == "--peer" || arg == "--log-level" || arg == "--site" ||
                                                   arg == "--key" || arg == "--poll-interval" || arg == "--republish-interval" ||
                                                   arg == "--resume-interval" || arg == "--max-upload-rate" ||
-                                                  arg == "--max-download-rate"; }
+                                                  arg == "--max-download-rate" || arg == "--severity" ||
+                                                  arg == "--expires" || arg == "--url"; }
 
 int dispatch(int argc, char** argv) {
   std::vector<std::string> all(argv + 1, argv + argc);
@@ -469,6 +548,10 @@ int dispatch(int argc, char** argv) {
     if (c.name == words[0]) { cmd = &c; used_words = 1; break; }
   }
   if (!cmd) {
+    if (words[0] == "notice") {
+      std::cerr << "outlast: 'notice' needs a subcommand: post\n";
+      return usage;
+    }
     if (words[0] == "key") {
       std::cerr << "outlast: 'key' needs a subcommand: new, list, show, export or import\n";
       bool help = std::find(all.begin(), all.end(), "--help") != all.end();

@@ -45,6 +45,7 @@ struct gateway_view {
   std::map<std::string, served_site> sites;  // by "<key>/<site>"
   nlohmann::json status;                     // as `outlast status --json`
   nlohmann::json site_list;                  // as `outlast sites --json`
+  nlohmann::json notices;                    // as `outlast notices --json`: critical first
 };
 
 struct gateway_config {

@@ -1,4 +1,6 @@
+#include <algorithm>
 #include <cstdio>
+#include <ctime>
 #include <sstream>
 
 #include "net/detail/gateway_pages.hpp"
@@ -12,6 +14,59 @@ namespace {
 
 constexpr std::int64_t stale_after_s = 7 * 86400;  // a signed version older than a week is flagged
 
+std::string rfc3339(std::int64_t t) {
+  std::time_t tt = static_cast<std::time_t>(t);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+std::string notices_section(gateway_view const& v) {
+  if (!v.notices.is_array() || v.notices.empty()) return {};
+  std::ostringstream o;
+  o << "<h2>Notices</h2>\n<ul class=notices>\n";
+  auto now = static_cast<std::int64_t>(std::time(nullptr));
+  for (auto const& n : v.notices) {
+    auto sev = n.value("severity", "info");
+    o << "<li class=\"n-" << html_escape(sev) << "\"><strong>" << html_escape(sev) << "</strong> "
+      << html_escape(n.value("text", "")) << "<br><small>" << human_age(now - n.value("time", now)) << " ago, from "
+      << html_escape(n.value("key", "").substr(0, 12)) << "&hellip;";
+    if (n.contains("url")) o << " &middot; " << html_escape(n["url"].get<std::string>());
+    o << "</small></li>\n";
+  }
+  o << "</ul>\n";
+  return o.str();
+}
+
+std::string atom_feed(gateway_view const& v) {
+  std::int64_t newest = 0;
+  if (v.notices.is_array())
+    for (auto const& n : v.notices) newest = std::max(newest, n.value("time", std::int64_t(0)));
+  std::ostringstream o;
+  o << "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<feed xmlns=\"http://www.w3.org/2005/Atom\">\n"
+    << "  <id>urn:outlast:notices</id>\n  <title>Outlast notices</title>\n"
+    << "  <updated>" << rfc3339(newest ? newest : static_cast<std::int64_t>(std::time(nullptr))) << "</updated>\n"
+    << "  <author><name>Outlast node</name></author>\n  <generator>Outlast</generator>\n";
+  if (v.notices.is_array()) {
+    for (auto const& n : v.notices) {
+      auto text = n.value("text", "");
+      auto sev = n.value("severity", "info");
+      auto title = text.size() > 80 ? text.substr(0, 80) + "..." : text;
+      o << "  <entry>\n    <id>urn:outlast:notice:" << html_escape(n.value("key", "")) << ":" << n.value("seq", 0) << "</id>\n"
+        << "    <title>[" << html_escape(sev) << "] " << html_escape(title) << "</title>\n"
+        << "    <updated>" << rfc3339(n.value("time", std::int64_t(0))) << "</updated>\n"
+        << "    <author><name>" << html_escape(n.value("key", "")) << "</name></author>\n"
+        << "    <category term=\"" << html_escape(sev) << "\"/>\n";
+      if (n.contains("url")) o << "    <link rel=\"related\" href=\"" << html_escape(n["url"].get<std::string>()) << "\"/>\n";
+      o << "    <content type=\"text\">" << html_escape(text) << "</content>\n  </entry>\n";
+    }
+  }
+  o << "</feed>\n";
+  return o.str();
+}
+
 std::string dashboard(gateway_view const& v) {
   auto const& st = v.status;
   std::ostringstream o;
@@ -24,11 +79,14 @@ h1{font-size:1.4rem;margin:.2rem 0 1rem}h2{font-size:1.1rem;margin-top:1.5rem}
 table{border-collapse:collapse;width:100%;background:#fff}th,td{text-align:left;padding:.4rem .5rem;border-bottom:1px solid #ddd;vertical-align:top}
 th{font-size:.85rem;color:#555}td.addr{word-break:break-all;font-family:ui-monospace,monospace;font-size:.85rem}
 .ok{color:#176a2e}.warn{color:#8a4b00;font-weight:600}.bad{color:#a11;font-weight:600}
+ul.notices{list-style:none;padding:0}ul.notices li{background:#fff;border-left:6px solid #999;margin:.4rem 0;padding:.5rem .7rem}
+li.n-critical{border-color:#a11!important;background:#fdecec!important}li.n-warning{border-color:#c80!important}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;background:#fff;padding:.6rem;margin:0}dt{color:#555}
 @media (max-width:40rem){table,thead,tbody,tr,td{display:block}thead{display:none}tr{border-bottom:2px solid #ccc;padding:.3rem 0}td{border:0;padding:.1rem .3rem}}
 </style></head><body>
 <h1>Outlast node</h1>
 )";
+  o << notices_section(v);
   o << "<h2>Sites</h2>\n";
   if (!v.site_list.is_array() || v.site_list.empty()) {
     o << "<p>No sites yet. Publish one with <code>outlast publish DIR --site NAME</code> or follow one with "
@@ -132,6 +190,8 @@ std::optional<page> render_node_page(std::string const& path, gateway_view const
     return std::nullopt;
   }
   if (path == "/metrics") return page{"text/plain; version=0.0.4; charset=utf-8", metrics(view, counters)};
+  if (path == "/api/v1/notices") return page{"application/json", view.notices.is_null() ? "[]" : view.notices.dump()};
+  if (path == "/notices.atom") return page{"application/atom+xml; charset=utf-8", atom_feed(view)};
   return std::nullopt;
 }
 

@@ -37,6 +37,7 @@ void node::impl::refresh_view() {
   auto view = std::make_shared<net::gateway_view>();
   view->status = status_json();
   view->site_list = sites_json();
+  view->notices = notices_json(std::nullopt, false);
   std::set<net::info_hash2> live;
   for (auto const& rec : load_sites()) {
     if (rec.version <= 0) continue;

@@ -177,6 +177,33 @@ void node::impl::handle(net::http_request const& req, net::local_http_server::re
     if (*outcome == storage::record_outcome::stored) accept_record(*item, "control API");
     respond(json_response(*outcome == storage::record_outcome::stored || *outcome == storage::record_outcome::duplicate ? 200 : 409,
                           {{"outcome", storage::to_string(*outcome)}}));
+  } else if (target == "/v1/notices" || target.rfind("/v1/notices?", 0) == 0) {
+    if (req.method == "POST") {
+      if (auto j = body()) respond(post_notice(*j));
+      return;
+    }
+    if (!method_is("GET")) return;
+    std::optional<crypto::public_key> key;
+    bool all = false;
+    auto q = target.find('?');
+    if (q != std::string_view::npos) {
+      for (auto part : {std::string(target.substr(q + 1))}) {
+        std::size_t pos = 0;
+        while (pos <= part.size()) {
+          auto amp = part.find('&', pos);
+          auto kv = part.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+          if (kv == "all=1") all = true;
+          if (kv.rfind("key=", 0) == 0) {
+            auto k = crypto::parse_public_key(kv.substr(4));
+            if (!k) return respond(json_error(400, k.err().message));
+            key = *k;
+          }
+          if (amp == std::string::npos) break;
+          pos = amp + 1;
+        }
+      }
+    }
+    respond(json_response(200, notices_json(key, all)));
   } else if (target.rfind("/v1/jobs/", 0) == 0) {
     if (!method_is("GET")) return;
     auto it = jobs.find(std::string(target.substr(9)));

@@ -148,8 +148,13 @@ void node::impl::on_dht_ready() {
 // --- schedules ---
 
 void node::impl::poll_followed() {
-  for (auto const& s : load_sites())
-    if (s.role == storage::site_role::followed) session->get_item(s.key, s.name);
+  std::set<crypto::public_key> publishers;
+  for (auto const& s : load_sites()) {
+    if (s.role != storage::site_role::followed) continue;
+    session->get_item(s.key, s.name);
+    publishers.insert(s.key);
+  }
+  for (auto const& key : publishers) session->get_item(key, std::string(crypto::notice_salt));
 }
 
 void node::impl::schedule_poll() {
@@ -193,8 +198,10 @@ void node::impl::republish() {
       if (auto r = t.get_record(s.key, s.name); r && *r) items.push_back(**r);
     return {};
   });
+  for (auto const& key : notice_keys())  // the newest notice outlives its publisher's absence too
+    if (auto r = store->get_record(key, crypto::notice_salt); r && *r) items.push_back(**r);
   for (auto const& item : items) session->put_item(item);
-  if (!items.empty()) log.info("sites", "re-announced " + std::to_string(items.size()) + " signed pointers in the DHT");
+  if (!items.empty()) log.info("sites", "re-announced " + std::to_string(items.size()) + " signed records in the DHT");
 }
 
 void node::impl::schedule_republish() {
@@ -237,7 +244,17 @@ void node::impl::accept_record(crypto::signed_item const& item, std::string cons
     case storage::record_outcome::stored:
       break;
   }
-  if (!crypto::valid_site_name(item.salt)) return;  // notices and other records: later milestones
+  if (item.salt == crypto::notice_salt) {
+    if (*outcome != storage::record_outcome::stored) return;
+    auto st = store->write([&](storage::txn& t) { return t.put_notice(item); });
+    if (!st) log.error("store", "cannot keep a notice: " + st.err().message);
+    if (auto n = crypto::decode_notice(item.value))
+      log.info("notices", std::string(crypto::to_string(n->sev)) + " notice " + std::to_string(item.seq) + " from " + item.key.to_text() +
+                              " (" + source + "): " + n->msg);
+    refresh_view();
+    return;
+  }
+  if (!crypto::valid_site_name(item.salt)) return;
   site_id s{item.key, item.salt};
   auto rec = load_site(s).record;
   if (!rec || rec->role != storage::site_role::followed) return;

@@ -10,6 +10,7 @@ packages=(
   nlohmann-json3-dev catch2
   curl
   chromium  # the browser tier of the tests (site isolation in a real browser)
+  libxml2-utils  # xmllint: the Atom feed test
 )
 
 # `--bench`: also what the benchmarks compare against.

@@ -21,7 +21,7 @@ namespace {
 constexpr std::string_view map_full_marker = "\x01map-full";
 
 struct dbs {
-  MDB_dbi meta, settings, keys, sites, versions, records, refusals, blobs;
+  MDB_dbi meta, settings, keys, sites, versions, records, refusals, blobs, notices;
 };
 
 error lmdb_error(int rc, std::string_view what) {
@@ -276,6 +276,7 @@ result<std::unique_ptr<store>> store::open(std::filesystem::path const& dir, opt
   open_db("records", p->db.records);
   open_db("refusals", p->db.refusals);
   open_db("blobs", p->db.blobs);
+  open_db("notices", p->db.notices);
   if (rc == 0) rc = mdb_txn_commit(t);
   else mdb_txn_abort(t);
   if (rc != 0) return lmdb_error(rc, "cannot open the store's tables");
@@ -535,6 +536,36 @@ result<std::size_t> txn::count_refusals() {
   int rc = mdb_stat(m_impl.t, m_impl.db.refusals, &st);
   if (rc != 0) return lmdb_error(rc, "store stat");
   return static_cast<std::size_t>(st.ms_entries);
+}
+
+status txn::put_notice(crypto::signed_item const& item) {
+  auto prefix = key_bytes(item.key);
+  auto k = prefix + big_endian(static_cast<std::uint64_t>(item.seq));
+  auto held = m_impl.get(m_impl.db.notices, k);
+  if (!held) return held.err();
+  if (*held) return {};
+  if (auto st = m_impl.put(m_impl.db.notices, k, crypto::encode_item(item)); !st) return st;
+  std::vector<std::string> keys;
+  auto st = m_impl.scan(m_impl.db.notices, prefix, [&](std::string_view key, std::string_view) -> status {
+    keys.emplace_back(key);
+    return {};
+  });
+  if (!st) return st;
+  for (std::size_t i = 0; i + max_notices_per_key < keys.size(); ++i)
+    if (auto e = m_impl.erase(m_impl.db.notices, keys[i]); !e) return e;
+  return {};
+}
+
+result<std::vector<crypto::signed_item>> txn::list_notices(std::optional<crypto::public_key> const& key) {
+  std::vector<crypto::signed_item> out;
+  auto st = m_impl.scan(m_impl.db.notices, key ? key_bytes(*key) : std::string(), [&](std::string_view, std::string_view v) -> status {
+    auto item = crypto::decode_item(v);
+    if (!item) return corrupt_value("notice");
+    out.push_back(std::move(*item));
+    return {};
+  });
+  if (!st) return st.err();
+  return out;
 }
 
 status txn::put_blob(std::string_view space, std::string_view id, std::string_view data) {

@@ -125,6 +125,12 @@ class txn {
   result<std::optional<crypto::signed_item>> get_record(crypto::public_key const& key, std::string_view salt);
   result<std::vector<crypto::signed_item>> list_records(crypto::public_key const& key);
   result<std::vector<refusal>> list_refusals();
+
+  // Notice history: every accepted notice (verified by put_record first), the newest
+  // `max_notices_per_key` per publisher. Oldest first.
+  inline static constexpr std::size_t max_notices_per_key = 100;
+  status put_notice(crypto::signed_item const& item);
+  result<std::vector<crypto::signed_item>> list_notices(std::optional<crypto::public_key> const& key);
   result<std::size_t> count_refusals();
 
   // Opaque blobs: libtorrent resume data (by info-hash) and session state (by name).

@@ -280,3 +280,45 @@ TEST_CASE("publish, follow and sites: a user's mistakes get clear errors", "[fun
   node->signal(SIGTERM);
   CHECK(node->wait(20s) == std::optional<int>(0));
 }
+
+TEST_CASE("notices: post, list, expiry, and clear errors", "[functional]") {
+  cli outlast;
+  REQUIRE(outlast({"init"}).code == 0);
+  auto node = outlast.start_node();
+  outlast.wait_for_status(*node);
+
+  CHECK(outlast({"notice", "post", "x", "--expires", "5q"}).code == 2);
+  CHECK(outlast({"notice", "post", "x", "--severity", "loud"}).code == 2);
+  CHECK(outlast({"notice", "post"}).code == 2);
+  CHECK(outlast({"notice"}).code == 2);
+  auto too_long = outlast({"notice", "post", std::string(701, 'a')});
+  CHECK(too_long.code == 1);
+  CHECK(too_long.err.find("700") != std::string::npos);
+  auto bad_url = outlast({"notice", "post", "moved", "--url", "javascript:alert(1)"});
+  CHECK(bad_url.code == 1);
+  CHECK(bad_url.err.find("http") != std::string::npos);
+
+  auto posted = json::parse(outlast({"notice", "post", "Mirrors only today", "--severity", "warning", "--json"}).out);
+  CHECK(posted["seq"] == 1);
+  REQUIRE(outlast({"notice", "post", "Our host is down", "--severity", "critical", "--url", "https://example.org/s"}).code == 0);
+  REQUIRE(outlast({"notice", "post", "Short-lived", "--expires", "1s"}).code == 0);
+
+  auto list = json::parse(outlast({"notices", "--json"}).out);
+  REQUIRE(list.size() >= 2);
+  CHECK(list[0]["severity"] == "critical");  // critical on top
+  CHECK(list[0]["seq"] == 2);
+  CHECK(list[0]["url"] == "https://example.org/s");
+  for (auto const* k : {"key", "seq", "severity", "text", "time", "expires"}) CHECK(list[0].contains(k));
+  // The short-lived one disappears from the default list once expired, and stays with --all.
+  REQUIRE(test::wait_until([&] { return json::parse(outlast({"notices", "--json"}).out).size() == 2; }, 10s));
+  auto all = json::parse(outlast({"notices", "--all", "--json"}).out);
+  CHECK(all.size() == 3);
+  auto key = posted["key"].get<std::string>();
+  CHECK(json::parse(outlast({"notices", key, "--json"}).out).size() == 2);
+  CHECK(json::parse(outlast({"notices", key + "/blog", "--json"}).out).size() == 2);
+  CHECK(outlast({"notices", "nonsense"}).code == 2);
+  CHECK(outlast({"notices"}).out.find("Our host is down") != std::string::npos);
+
+  node->signal(SIGTERM);
+  CHECK(node->wait(20s) == std::optional<int>(0));
+}

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <random>
+#include <regex>
 
 #include "tests/support/http.hpp"
 #include "tests/support/swarm.hpp"
@@ -230,4 +231,43 @@ TEST_CASE("gateway: a new version replaces the old one for readers at once", "[g
   CHECK(after.body == "<h1>Second edition</h1>");
   CHECK(after.header("etag") != before.header("etag"));
   CHECK(f.site("/css/a.css").status == 200);  // unchanged files are still there
+}
+
+TEST_CASE("gateway: notices on the dashboard, in the API and as a valid Atom feed", "[gateway]") {
+  fixture f;
+  REQUIRE(f.node.cli({"notice", "post", "Routine maintenance <tonight> & more", "--severity", "info"}).code == 0);
+  REQUIRE(f.node.cli({"notice", "post", "Our host is down", "--severity", "critical", "--url", "https://example.org/a?b=1&c=2"}).code == 0);
+  auto api = json::parse(f.bare("/api/v1/notices").body);
+  REQUIRE(api.size() == 2);
+  CHECK(api[0]["severity"] == "critical");
+
+  auto dash = f.bare("/").body;
+  auto critical = dash.find("Our host is down"), info = dash.find("Routine maintenance &lt;tonight&gt; &amp; more");
+  REQUIRE(critical != std::string::npos);
+  REQUIRE(info != std::string::npos);
+  CHECK(critical < info);                              // critical on top
+  CHECK(critical < dash.find("<h2>Sites</h2>"));      // notices come first
+
+  auto feed = f.bare("/notices.atom");
+  CHECK(feed.status == 200);
+  CHECK(feed.header("content-type").find("application/atom+xml") == 0);
+  test::write_file(f.base / "feed.xml", feed.body);
+  auto xpath = [&](std::string const& expr) {
+    auto r = test::run({"/usr/bin/xmllint", "--xpath", expr, (f.base / "feed.xml").string()}, f.base.path());
+    while (!r.out.empty() && (r.out.back() == '\n' || r.out.back() == ' ')) r.out.pop_back();
+    return r.out;
+  };
+  // Well-formed XML, and RFC 4287's rules for a feed and its entries.
+  CHECK(test::run({"/usr/bin/xmllint", "--noout", (f.base / "feed.xml").string()}, f.base.path()).code == 0);
+  std::string atom = "*[local-name()='feed' and namespace-uri()='http://www.w3.org/2005/Atom']";
+  CHECK(xpath("count(/" + atom + ")") == "1");
+  for (auto const* one : {"id", "title", "updated"})
+    CHECK(xpath("count(/" + atom + "/*[local-name()='" + one + "'])") == "1");
+  CHECK(xpath("count(/" + atom + "/*[local-name()='author']/*[local-name()='name'])") == "1");
+  CHECK(xpath("count(/" + atom + "/*[local-name()='entry'])") == "2");
+  for (auto const* one : {"id", "title", "updated", "content"})
+    CHECK(xpath("count(/" + atom + "/*[local-name()='entry'][count(*[local-name()='" + one + "'])=1])") == "2");
+  std::regex date(R"(<updated>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ</updated>)");
+  CHECK(std::distance(std::sregex_iterator(feed.body.begin(), feed.body.end(), date), std::sregex_iterator()) == 3);
+  CHECK(feed.body.find("href=\"https://example.org/a?b=1&amp;c=2\"") != std::string::npos);
 }

@@ -256,3 +256,27 @@ TEST_CASE("crash safety: every acknowledged write survives SIGKILL at random mom
   }
   CHECK(acked_total.size() >= rounds);  // the test really exercised writes
 }
+
+TEST_CASE("notice history keeps the newest 100 per publisher", "[storage]") {
+  test::temp_dir dir;
+  auto s = open_store(dir.path());
+  auto a = crypto::key_pair::generate(), b = crypto::key_pair::generate();
+  auto notice = [](crypto::key_pair const& kp, std::int64_t seq) {
+    auto v = crypto::encode_notice({1700000000 + seq, crypto::severity::info, "n" + std::to_string(seq), {}, {}});
+    return *crypto::sign_item(kp, std::string(crypto::notice_salt), seq, *v);
+  };
+  REQUIRE(s->write([&](txn& t) -> status {
+    for (int i = 1; i <= 120; ++i)
+      if (auto st = t.put_notice(notice(a, i)); !st) return st;
+    return t.put_notice(notice(b, 1));
+  }));
+  REQUIRE(s->write([&](txn& t) { return t.put_notice(notice(a, 120)); }));  // again: no duplicate
+  REQUIRE(s->read([&](txn& t) -> status {
+    auto of_a = t.list_notices(a.public_half());
+    REQUIRE(of_a->size() == 100);
+    CHECK(of_a->front().seq == 21);
+    CHECK(of_a->back().seq == 120);
+    CHECK(t.list_notices(std::nullopt)->size() == 101);
+    return {};
+  }));
+}

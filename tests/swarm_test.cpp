@@ -195,6 +195,32 @@ TEST_CASE("a static --peer is enough: no DHT at all, the pointer handed over by 
   b.stop();
 }
 
+TEST_CASE("a notice reaches followers through the DHT and outlives its publisher", "[swarm]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 2);
+  test::swarm_node a("a", base.path(), fast_schedules), b("b", base.path(), fast_schedules), c("c", base.path(), fast_schedules);
+  a.start({});
+  b.start({a.endpoint()});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  REQUIRE(b.cli({"follow", address}).code == 0);
+  REQUIRE(a.cli({"notice", "post", "Our host is down, read the mirrors", "--severity", "critical"}).code == 0);
+  auto has_notice = [&](test::swarm_node& n) {
+    auto list = n.cli_json({"notices"});
+    return list.size() == 1 && list[0]["text"] == "Our host is down, read the mirrors";
+  };
+  REQUIRE(test::wait_until([&] { return has_notice(b); }, 30s));
+  a.stop();
+  // C knows only B; it follows the site and gets the notice that B keeps re-announcing.
+  c.start({b.endpoint()});
+  REQUIRE(c.cli({"follow", address}).code == 0);
+  bool got = test::wait_until([&] { return has_notice(c); }, 30s);
+  INFO("c:\n" << c.log());
+  CHECK(got);
+  b.stop();
+  c.stop();
+}
+
 TEST_CASE("forged, replayed and oversized pointers are refused and shown in status", "[swarm]") {
   test::temp_dir base;
   test::swarm_node b("b", base.path());

@@ -130,6 +130,11 @@ struct node::impl {
   net::http_response unfollow(json const& req);
   json sites_json();
 
+  // notices.cpp
+  net::http_response post_notice(json const& req);
+  json notices_json(std::optional<crypto::public_key> const& key, bool include_expired);
+  std::set<crypto::public_key> notice_keys();
+
   // gateway.cpp (node side): the snapshot the gateway serves, rebuilt every second and whenever
   // a version completes.
   void refresh_view();
@@ -137,6 +142,7 @@ struct node::impl {
   std::shared_ptr<net::file_index const> index_of(site_id const& s, storage::version_record const& v);
 };
 
+json notice_json(crypto::signed_item const& item);
 net::http_response json_response(int status, json const& body);
 net::http_response json_error(int status, std::string message);
 
