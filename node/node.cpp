@@ -186,21 +186,16 @@ void node::impl::handle(net::http_request const& req, net::local_http_server::re
     std::optional<crypto::public_key> key;
     bool all = false;
     auto q = target.find('?');
-    if (q != std::string_view::npos) {
-      for (auto part : {std::string(target.substr(q + 1))}) {
-        std::size_t pos = 0;
-        while (pos <= part.size()) {
-          auto amp = part.find('&', pos);
-          auto kv = part.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-          if (kv == "all=1") all = true;
-          if (kv.rfind("key=", 0) == 0) {
-            auto k = crypto::parse_public_key(kv.substr(4));
-            if (!k) return respond(json_error(400, k.err().message));
-            key = *k;
-          }
-          if (amp == std::string::npos) break;
-          pos = amp + 1;
-        }
+    auto query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    while (!query.empty()) {
+      auto amp = query.find('&');
+      auto kv = query.substr(0, amp);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+      if (kv == "all=1") all = true;
+      if (kv.substr(0, 4) == "key=") {
+        auto k = crypto::parse_public_key(kv.substr(4));
+        if (!k) return respond(json_error(400, k.err().message));
+        key = *k;
       }
     }
     respond(json_response(200, notices_json(key, all)));
