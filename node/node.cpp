@@ -168,13 +168,8 @@ void node::impl::handle(net::http_request const& req, net::local_http_server::re
       last_refusal = "control API: " + item.err().message;
       return respond(json_error(422, item.err().message));
     }
-    auto outcome = store->put_record(*item);
-    if (!outcome) {
-      ++refused_invalid;
-      last_refusal = "control API: " + outcome.err().message;
-      return respond(json_error(422, outcome.err().message));
-    }
-    if (*outcome == storage::record_outcome::stored) accept_record(*item, "control API");
+    auto outcome = accept_record(*item, "control API");
+    if (!outcome) return respond(json_error(422, outcome.err().message));
     respond(json_response(*outcome == storage::record_outcome::stored || *outcome == storage::record_outcome::duplicate ? 200 : 409,
                           {{"outcome", storage::to_string(*outcome)}}));
   } else if (target == "/v1/notices" || target.rfind("/v1/notices?", 0) == 0) {

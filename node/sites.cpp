@@ -94,7 +94,7 @@ void node::impl::retire_versions(site_id const& s, bool fetches_too) {
 
 status node::impl::start_sites() {
   session->set_events({
-      [this](crypto::signed_item const& item) { accept_record(item, "DHT"); },
+      [this](crypto::signed_item const& item) { (void)accept_record(item, "DHT"); },
       [this](net::info_hash2 const& ih2) { on_version_finished(ih2); },
       [this](net::info_hash2 const& ih2, std::string const& msg) { on_version_failed(ih2, msg); },
       [this](net::info_hash2 const& ih2, std::string const& blob) {
@@ -224,13 +224,13 @@ void node::impl::schedule_resume_save() {
 
 // --- records and versions ---
 
-void node::impl::accept_record(crypto::signed_item const& item, std::string const& source) {
+result<storage::record_outcome> node::impl::accept_record(crypto::signed_item const& item, std::string const& source) {
   auto outcome = store->put_record(item);
   if (!outcome) {
     ++refused_invalid;
     last_refusal = source + ": " + outcome.err().message;
     log.warn("records", "refused a record from " + source + ": " + outcome.err().message);
-    return;
+    return outcome;
   }
   switch (*outcome) {
     case storage::record_outcome::stale:
@@ -239,34 +239,35 @@ void node::impl::accept_record(crypto::signed_item const& item, std::string cons
                      " seq " + std::to_string(item.seq);
       log.warn("records", "refused a " + std::string(storage::to_string(*outcome)) + " record from " + source + " for " +
                               item.key.to_text() + "/" + item.salt + " (seq " + std::to_string(item.seq) + "); kept as evidence");
-      return;
+      return outcome;
     case storage::record_outcome::duplicate:
     case storage::record_outcome::stored:
       break;
   }
   if (item.salt == crypto::notice_salt) {
-    if (*outcome != storage::record_outcome::stored) return;
+    if (*outcome != storage::record_outcome::stored) return outcome;
     auto st = store->write([&](storage::txn& t) { return t.put_notice(item); });
     if (!st) log.error("store", "cannot keep a notice: " + st.err().message);
     if (auto n = crypto::decode_notice(item.value))
       log.info("notices", std::string(crypto::to_string(n->sev)) + " notice " + std::to_string(item.seq) + " from " + item.key.to_text() +
                               " (" + source + "): " + n->msg);
     refresh_view();
-    return;
+    return outcome;
   }
-  if (!crypto::valid_site_name(item.salt)) return;
+  if (!crypto::valid_site_name(item.salt)) return outcome;
   site_id s{item.key, item.salt};
   auto rec = load_site(s).record;
-  if (!rec || rec->role != storage::site_role::followed) return;
+  if (!rec || rec->role != storage::site_role::followed) return outcome;
   auto p = crypto::decode_pointer(item.value);
   if (!p) {
     site_errors[s] = "pointer seq " + std::to_string(item.seq) + " is signed but unreadable: " + p.err().message;
     log.warn("records", s.address() + ": " + site_errors[s]);
-    return;
+    return outcome;
   }
   if (*outcome == storage::record_outcome::stored)
     log.info("records", "new pointer for " + s.address() + ": version " + std::to_string(item.seq) + " from " + source);
   consider_pointer(s, item.seq, *p);
+  return outcome;
 }
 
 void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p) {

@@ -118,7 +118,8 @@ struct node::impl {
   void republish();
   void schedule_republish();
   void schedule_resume_save();
-  void accept_record(crypto::signed_item const& item, std::string const& source);
+  // The one way a signed record from outside enters the node: store rule, then act on it.
+  result<storage::record_outcome> accept_record(crypto::signed_item const& item, std::string const& source);
   void consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p);
   void on_version_finished(net::info_hash2 const& ih2);
   void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
