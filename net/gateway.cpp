@@ -701,6 +701,10 @@ void gateway::stop() {
   });
   for (auto& t : m_impl->threads) t.join();
   m_impl->threads.clear();
+  // Handlers still queued (the pending accept, idle connections) hold the impl: destroying the
+  // contexts releases them, the acceptor first since it lives on one of them.
+  m_impl->acceptor.reset();
+  m_impl->contexts.clear();
 }
 
 void gateway::publish(std::shared_ptr<gateway_view const> view) {
