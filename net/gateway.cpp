@@ -293,7 +293,7 @@ class connection : public std::enable_shared_from_this<connection> {
     if (ec) {
       m_keep_alive = false;
       int status = ec == http::error::header_limit ? 431 : ec == http::error::body_limit ? 413 : 400;
-      return send_text(status, ec == http::error::header_limit ? "request headers too large\n" : "bad request\n", "", false);
+      return send_text(status, ec == http::error::header_limit ? "request headers too large\n" : "bad request\n", false);
     }
     auto const& req = m_parser->get();
     m_keep_alive = req.keep_alive();
@@ -308,10 +308,10 @@ class connection : public std::enable_shared_from_this<connection> {
   void handle(http::request<http::empty_body> const& req) {
     if (req.target().size() > max_target) {
       m_keep_alive = false;
-      return send_text(414, "URL too long\n", "", false);
+      return send_text(414, "URL too long\n", false);
     }
     if (req.method() != http::verb::get && req.method() != http::verb::head)
-      return send_text(405, "the gateway is read-only: GET and HEAD only\n", "", false);
+      return send_text(405, "the gateway is read-only: GET and HEAD only\n", false);
     auto host = lower(sv(req[http::field::host]));
     auto colon = host.rfind(':');
     if (colon != std::string::npos && host.find(']') == std::string::npos) host.resize(colon);
@@ -320,14 +320,14 @@ class connection : public std::enable_shared_from_this<connection> {
     if (host.size() > suffix.size() && host.compare(host.size() - suffix.size(), suffix.size(), suffix) == 0) {
       auto labels = host.substr(0, host.size() - suffix.size());
       auto dot = labels.find('.');
-      if (dot == std::string::npos) return send_text(404, "no such site: use http://SITE.KEY.localhost:PORT/\n", "", false);
+      if (dot == std::string::npos) return send_text(404, "no such site: use http://SITE.KEY.localhost:PORT/\n", false);
       auto site_label = labels.substr(0, dot), key_label = labels.substr(dot + 1);
       return serve_site(req, key_label + "/" + site_label);
     }
     if (host == "127.0.0.1" || host == "localhost" || host == "[::1]" || host == m_gw->bound.substr(0, m_gw->bound.rfind(':')))
       return serve_node(req);
     // Anything else is a name that points here without being ours: refuse (DNS rebinding).
-    send_text(421, "unknown host\n", "", false);
+    send_text(421, "unknown host\n", false);
   }
 
   void serve_node(http::request<http::empty_body> const& req) {
@@ -335,7 +335,7 @@ class connection : public std::enable_shared_from_this<connection> {
     auto path = target.substr(0, target.find('?'));
     if (path.rfind("/s/", 0) == 0) return redirect_to_origin(path.substr(3) + (target.size() > path.size() ? target.substr(path.size()) : ""));
     auto page = detail::render_node_page(path, *m_view, m_gw->counters_snapshot());
-    if (!page) return send_text(404, "not found\n", "", true);
+    if (!page) return send_text(404, "not found\n", true);
     string_response res{http::status::ok, 11};
     res.set(http::field::content_type, page->content_type);
     res.set(http::field::cache_control, "no-store");
@@ -355,7 +355,7 @@ class connection : public std::enable_shared_from_this<connection> {
     auto site = after.substr(0, slash2);
     auto path = slash2 == std::string::npos ? std::string("/") : after.substr(slash2);
     auto key = crypto::parse_public_key(key_text);
-    if (!key || !crypto::valid_site_name(site)) return send_text(404, "not a site address: use /s/KEY/SITE/\n", "", true);
+    if (!key || !crypto::valid_site_name(site)) return send_text(404, "not a site address: use /s/KEY/SITE/\n", true);
     string_response res{http::status::moved_permanently, 11};
     res.set(http::field::location, "http://" + site + "." + key->to_text() + ".localhost:" + m_gw->port + path);
     common_headers(res);
@@ -367,10 +367,10 @@ class connection : public std::enable_shared_from_this<connection> {
   void serve_site(http::request<http::empty_body> const& req, std::string const& address) {
     auto it = m_view->sites.find(address);
     if (it == m_view->sites.end())
-      return send_text(404, "this node holds no complete version of " + address + "\n", "", true);
+      return send_text(404, "this node holds no complete version of " + address + "\n", true);
     auto const& site = it->second;
     auto clean = clean_request_path(sv(req.target()));
-    if (!clean) return send_text(400, clean.err().message + "\n", "", true);
+    if (!clean) return send_text(400, clean.err().message + "\n", true);
     std::string path = *clean;
     if (path.empty() || path.back() == '/') path += "index.html";
     auto f = site.files.find(path);
@@ -385,7 +385,7 @@ class connection : public std::enable_shared_from_this<connection> {
       }
       auto custom = site.files.find("404.html");
       if (custom != site.files.end()) return serve_file(req, site, custom->first, custom->second, http::status::not_found);
-      return send_text(404, "not found\n", "", true);
+      return send_text(404, "not found\n", true);
     }
     serve_file(req, site, f->first, f->second, http::status::ok);
   }
@@ -399,7 +399,7 @@ class connection : public std::enable_shared_from_this<connection> {
       // Defence in depth: only files listed in the verified torrent are served, and never
       // through a symlink.
       int fd = ::open(full.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-      if (fd < 0) return send_text(404, "not found\n", "", true);
+      if (fd < 0) return send_text(404, "not found\n", true);
       if (m_fd >= 0) ::close(m_fd);
       m_fd = fd;
       if (file.size <= small_file_cache::max_file) {
@@ -408,7 +408,7 @@ class connection : public std::enable_shared_from_this<connection> {
         std::int64_t got = 0;
         while (got < file.size) {
           auto n = ::pread(m_fd, entry->data.data() + got, static_cast<std::size_t>(file.size - got), got);
-          if (n <= 0) return send_text(500, "cannot read the file\n", "", false);
+          if (n <= 0) return send_text(500, "cannot read the file\n", false);
           got += n;
         }
         entry->ok_header = std::string("HTTP/1.1 200 OK\r\nContent-Type: ") + std::string(mime_type(rel)) + "\r\nETag: " + file.etag +
@@ -469,7 +469,7 @@ class connection : public std::enable_shared_from_this<connection> {
         std::int64_t got = 0;
         while (got < length) {
           auto n = ::pread(m_fd, res.body().data() + got, static_cast<std::size_t>(length - got), first + got);
-          if (n <= 0) return send_text(500, "cannot read the file\n", "", false);
+          if (n <= 0) return send_text(500, "cannot read the file\n", false);
           got += n;
         }
         return send(std::move(res));
@@ -567,7 +567,7 @@ class connection : public std::enable_shared_from_this<connection> {
     res.set("Referrer-Policy", "no-referrer");
   }
 
-  void send_text(int status, std::string body, std::string const&, bool keep) {
+  void send_text(int status, std::string body, bool keep) {
     string_response res{static_cast<http::status>(status), 11};
     res.set(http::field::content_type, "text/plain; charset=utf-8");
     res.set(http::field::cache_control, "no-store");

@@ -35,14 +35,15 @@ std::shared_ptr<net::file_index const> node::impl::index_of(site_id const& s, st
 void node::impl::refresh_view() {
   if (!gateway) return;  // (the 1-second tick still runs for retry_lookups)
   auto view = std::make_shared<net::gateway_view>();
-  view->status = status_json();
-  view->site_list = sites_json();
+  auto table = load_site_table();
+  view->status = status_json(table);
+  view->site_list = sites_json(table);
   view->notices = notices_json(std::nullopt, false);
   std::set<net::info_hash2> live;
-  for (auto const& rec : load_sites()) {
+  for (auto const& [rec, snap] : table) {
     if (rec.version <= 0) continue;
     site_id s{rec.key, rec.name};
-    for (auto const& v : load_site(s).versions) {
+    for (auto const& v : snap.versions) {
       if (v.seq != rec.version || !v.complete) continue;
       auto idx = index_of(s, v);
       if (!idx) continue;

@@ -89,19 +89,14 @@ void node::impl::begin_stop() {
   asio::post(ioc, [this] { ioc.stop(); });
 }
 
-// Bytes of the versions on disk, as recorded (hard-linked unchanged files count once per version).
-std::int64_t node::impl::storage_bytes() {
-  std::int64_t total = 0;
-  for (auto const& rec : load_sites())
-    for (auto const& v : load_site({rec.key, rec.name}).versions) total += v.size;
-  return total;
-}
-
-json node::impl::status_json() {
+json node::impl::status_json(site_table const& table) {
   auto s = session ? session->stats() : net::session_stats{};
-  std::size_t sites = 0, key_count = 0, refusals = 0;
+  std::size_t sites = table.size(), key_count = 0, refusals = 0;
+  // Bytes of the versions on disk, as recorded (hard-linked unchanged files count once per version).
+  std::int64_t storage_bytes = 0;
+  for (auto const& [rec, snap] : table)
+    for (auto const& v : snap.versions) storage_bytes += v.size;
   (void)store->read([&](storage::txn& t) -> status {
-    if (auto v = t.list_sites()) sites = v->size();
     if (auto k = t.list_keys()) key_count = k->size();
     if (auto r = t.count_refusals()) refusals = *r;
     return {};
@@ -111,7 +106,7 @@ json node::impl::status_json() {
       {"gateway", gateway ? json(gateway->endpoint()) : json(nullptr)},
       {"payload_down", s.payload_down},
       {"payload_up", s.payload_up},
-      {"storage_bytes", storage_bytes()},
+      {"storage_bytes", storage_bytes},
       {"dht_nodes", s.dht_nodes},
       {"dht_running", s.dht_running},
       {"peers", s.peers},

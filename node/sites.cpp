@@ -70,6 +70,24 @@ std::vector<storage::site_record> node::impl::load_sites() const {
   return sites;
 }
 
+site_table node::impl::load_site_table() const {
+  site_table table;
+  auto st = store->read([&](storage::txn& t) -> status {
+    auto sites = t.list_sites();
+    if (!sites) return sites.err();
+    for (auto& rec : *sites) {
+      site_snapshot snap;
+      snap.record = rec;
+      if (auto v = t.list_versions(rec.key, rec.name)) snap.versions = std::move(*v);
+      if (auto r = t.get_record(rec.key, rec.name); r && *r) snap.pointer = **r;
+      table.emplace_back(std::move(rec), std::move(snap));
+    }
+    return {};
+  });
+  if (!st) log.error("store", "cannot list sites: " + st.err().message);
+  return table;
+}
+
 void node::impl::retire_versions(site_id const& s, bool fetches_too) {
   for (auto it = seeding.begin(); it != seeding.end();) {
     if (it->second != s) {
@@ -565,7 +583,7 @@ net::http_response node::impl::unfollow(json const& req) {
   return json_response(200, {{"address", s->address()}, {"following", false}});
 }
 
-json node::impl::sites_json() {
+json node::impl::sites_json(site_table const& table) {
   // Swarm figures per site, gathered in one pass over the versions in the swarm.
   struct swarm_figures {
     int peers = 0;
@@ -592,9 +610,8 @@ json node::impl::sites_json() {
   }
 
   json out = json::array();
-  for (auto const& rec : load_sites()) {
+  for (auto const& [rec, snap] : table) {
     site_id s{rec.key, rec.name};
-    auto snap = load_site(s);
     auto const& pointer = snap.pointer;
     std::int64_t bytes = 0, latest = pointer ? pointer->seq : rec.version;
     for (auto const& v : snap.versions)

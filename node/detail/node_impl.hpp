@@ -55,6 +55,9 @@ struct site_snapshot {
   std::optional<crypto::signed_item> pointer;     // the newest signed pointer held
 };
 
+// Every site with its snapshot, read once for the status, the site list and the gateway view.
+using site_table = std::vector<std::pair<storage::site_record, site_snapshot>>;
+
 // A version being fetched.
 struct fetch {
   site_id site;
@@ -99,14 +102,15 @@ struct node::impl {
   void schedule_save();
   void wait_for_signal();
   void begin_stop();
-  json status_json();
-  std::int64_t storage_bytes();
+  json status_json(site_table const& sites);
+  json status_json() { return status_json(load_site_table()); }
   void handle(net::http_request const& req, net::local_http_server::responder respond);
 
   // sites.cpp
   std::filesystem::path version_dir(site_id const& s, std::int64_t seq) const;
   site_snapshot load_site(site_id const& s) const;
   std::vector<storage::site_record> load_sites() const;
+  site_table load_site_table() const;
   // Takes a site's versions out of the swarm: the seeded ones (files kept) and, with
   // `fetches_too`, the ones being fetched (files deleted).
   void retire_versions(site_id const& s, bool fetches_too);
@@ -129,7 +133,8 @@ struct node::impl {
                       bool force, std::vector<std::string> notes, net::local_http_server::responder respond);
   net::http_response follow(json const& req);
   net::http_response unfollow(json const& req);
-  json sites_json();
+  json sites_json(site_table const& sites);
+  json sites_json() { return sites_json(load_site_table()); }
 
   // notices.cpp
   net::http_response post_notice(json const& req);
