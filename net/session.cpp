@@ -22,6 +22,7 @@
 #include <map>
 #include <sstream>
 
+#include "net/detail/push_plugin.hpp"
 #include "net/detail/torrent_checks.hpp"
 
 namespace outlast::net {
@@ -112,6 +113,24 @@ struct session::impl : std::enable_shared_from_this<impl> {
     bool finished_reported = false;
   };
   std::map<info_hash2, torrent_entry> torrents;
+  std::shared_ptr<detail::push_plugin> push;  // null when push is off
+  std::map<crypto::public_key, std::unique_ptr<detail::publisher_tag>> publisher_tags;
+
+  // What add_torrent_params::userdata points at, so the push plugin knows the torrent's publisher.
+  lt::client_data_t tag_for(version_spec const& spec) {
+    if (!push || !spec.publisher) return {};
+    auto& tag = publisher_tags[*spec.publisher];
+    if (!tag) tag = std::make_unique<detail::publisher_tag>(detail::publisher_tag{*spec.publisher});
+    return lt::client_data_t(tag.get());
+  }
+
+  template <typename F>
+  void on_network_thread(F&& f) {
+    if (!ses || !push) return;
+    boost::asio::post(ses->get_context(), [w = std::weak_ptr<detail::push_plugin>(push), f = std::forward<F>(f)]() mutable {
+      if (auto hub = w.lock()) f(*hub);
+    });
+  }
 
   impl(boost::asio::io_context& io, session_config c, log_fn l)
       : ioc(io), cfg(std::move(c)), log(std::move(l)), timer(io) {}
@@ -310,6 +329,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     lt::add_torrent_params atp;
     atp.ti = std::move(e.readd);
     atp.save_path = e.spec.save_path.string();
+    atp.userdata = tag_for(e.spec);
     atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode);
     lt::error_code ec;
     e.handle = ses->add_torrent(std::move(atp), ec);
@@ -442,6 +462,23 @@ result<std::unique_ptr<session>> session::start(boost::asio::io_context& ioc, se
     for (auto const& r : found) p->static_peers.push_back(r.endpoint());
   }
   params.settings = p->settings(false);
+  if (cfg.push) {
+    // The sink runs on libtorrent's thread: it only carries messages over to ours.
+    std::weak_ptr<impl> w = p;
+    detail::push_sink sink;
+    sink.hello = [w, &ioc](peer_ref ref, crypto::public_key const& publisher, std::string const& who) {
+      boost::asio::post(ioc, [w, ref, publisher, who] {
+        if (auto self = w.lock(); self && self->events.push_hello) self->events.push_hello(ref, publisher, who);
+      });
+    };
+    sink.message = [w, &ioc](peer_ref ref, crypto::public_key const& publisher, std::string const& who, push_message msg) {
+      boost::asio::post(ioc, [w, ref, publisher, who, msg = std::move(msg)] {
+        if (auto self = w.lock(); self && self->events.push_message) self->events.push_message(ref, publisher, who, msg);
+      });
+    };
+    p->push = std::make_shared<detail::push_plugin>(std::move(sink), detail::push_limits{});
+    params.extensions.push_back(p->push);
+  }
   p->idx_dht_nodes = lt::find_metric_idx("dht.dht_nodes");
   p->idx_peers = lt::find_metric_idx("peer.num_peers_connected");
   p->idx_down = lt::find_metric_idx("net.recv_payload_bytes");
@@ -500,6 +537,7 @@ status session::add_version(version_spec const& spec) {
   if (atp.ti && detail::v2_of(*atp.ti) != spec.ih2)
     return make_error(errc::invalid_argument, "the torrent does not match info-hash " + to_hex(spec.ih2));
   atp.save_path = spec.save_path.string();
+  atp.userdata = p.tag_for(spec);
   // Flags come from us, not from saved resume data (which may have been saved mid-way).
   atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode |
                  lt::torrent_flags::seed_mode | lt::torrent_flags::stop_when_ready);
@@ -594,6 +632,34 @@ std::string session::save_state() const {
   if (m_impl->pending_dht_state) params.dht_state = *m_impl->pending_dht_state;
   auto buf = lt::write_session_params_buf(params, lt::session::save_dht_state);
   return std::string(buf.begin(), buf.end());
+}
+
+void session::push_send(peer_ref to, std::vector<std::string> payloads) {
+  m_impl->on_network_thread([to, payloads = std::move(payloads)](detail::push_plugin& hub) {
+    for (auto const& pl : payloads) hub.send(to, pl);
+  });
+}
+
+void session::push_record(crypto::signed_item const& item, peer_ref except) {
+  m_impl->on_network_thread([key = item.key, payload = encode_push_record(item), except](detail::push_plugin& hub) {
+    hub.send_all(key, payload, except);
+  });
+}
+
+void session::push_drop(peer_ref who, std::string reason) {
+  m_impl->on_network_thread([who, reason = std::move(reason)](detail::push_plugin& hub) { hub.drop(who, reason); });
+}
+
+push_stats session::push_counters() const {
+  push_stats out;
+  if (auto const& hub = m_impl->push) {
+    out.peers = hub->counters.peers;
+    out.received = hub->counters.received;
+    out.sent = hub->counters.sent;
+    out.dropped_rate = hub->counters.dropped_rate;
+    out.dropped_bad = hub->counters.dropped_bad;
+  }
+  return out;
 }
 
 std::string session::dht_node_id() const { return m_impl->node_id(); }

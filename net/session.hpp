@@ -17,6 +17,7 @@
 
 #include "crypto/records.hpp"
 #include "crypto/result.hpp"
+#include "net/push.hpp"
 #include "net/torrents.hpp"
 
 namespace outlast::net {
@@ -35,6 +36,9 @@ struct session_config {
   bool local_swarm = false;
   int upload_rate_limit = 0;    // bytes/s, 0: unlimited
   int download_rate_limit = 0;  // bytes/s, 0: unlimited
+  // The push path (net/push.hpp): signed records travel over peer connections as soon as they
+  // are accepted. Off: the DHT alone carries them.
+  bool push = true;
 };
 
 // One site version as a torrent in the session.
@@ -49,7 +53,12 @@ struct version_spec {
   std::string reuse_resume;
   std::filesystem::path reuse_path;
   std::int64_t max_size = std::int64_t(1) << 40;  // refuse metadata describing more bytes
+  // Whose version this is: its connections carry that publisher's records (push).
+  std::optional<crypto::public_key> publisher;
 };
+
+// One connection that speaks push. Never reused within a session.
+using peer_ref = std::uint64_t;
 
 struct torrent_state {
   bool has_metadata = false;
@@ -71,6 +80,18 @@ struct session_events {
   std::function<void(info_hash2 const&, std::string const&)> failed;  // refused metadata, fatal file error
   std::function<void(info_hash2 const&, std::string const&)> resume_data;
   std::function<void()> dht_ready;  // the DHT has nodes (first time)
+  // A peer in a swarm of `publisher` speaks push: tell it what we hold (push_send a "have").
+  std::function<void(peer_ref, crypto::public_key const& publisher, std::string const& who)> push_hello;
+  // A push message from that peer, bounded, rate-limited and decoded; records not yet verified.
+  std::function<void(peer_ref, crypto::public_key const& publisher, std::string const& who, push_message const&)> push_message;
+};
+
+struct push_stats {
+  std::int64_t peers = 0;         // connections speaking push now
+  std::int64_t received = 0;      // messages received
+  std::int64_t sent = 0;          // messages sent
+  std::int64_t dropped_rate = 0;  // dropped unread: over a peer's rate limit
+  std::int64_t dropped_bad = 0;   // oversized, malformed or forged: the peer was disconnected
 };
 
 // Errors: invalid_argument naming the bad entry.
@@ -112,6 +133,14 @@ class session {
   // BEP 44: put a signed item we hold (anyone's; no key needed) / look one up.
   void put_item(crypto::signed_item const& item);
   void get_item(crypto::public_key const& key, std::string const& salt);
+
+  // Push (no-ops when the config turned it off). Sends happen on libtorrent's thread, soon.
+  void push_send(peer_ref to, std::vector<std::string> payloads);
+  // A record to every node connected in a swarm of its publisher, once per node, except the
+  // node behind `except` (0: none).
+  void push_record(crypto::signed_item const& item, peer_ref except);
+  void push_drop(peer_ref who, std::string reason);  // disconnects it
+  push_stats push_counters() const;
 
   session_stats stats() const;  // refreshed about once a second
   std::string save_state() const;  // DHT node id and routing table, settings

@@ -36,6 +36,8 @@ constexpr option_doc options_table[] = {
     {"upnp", "true", "Ask the router to forward the listen port (UPnP)."},
     {"natpmp", "true", "Ask the router to forward the listen port (NAT-PMP)."},
     {"lsd", "true", "Find peers on the local network (local service discovery)."},
+    {"push", "true",
+     "Pass signed pointers and notices to connected peers the moment they arrive (push); false leaves it to DHT polling."},
     {"local-swarm", "false",
      "Lift libtorrent's one-node-per-IP rules so many nodes on one machine find each other. For tests only."},
     {"log-level", "info", "Least severe log lines written: debug, info, warning or error."},
@@ -78,6 +80,7 @@ po::options_description file_options() {
       ("upnp", po::value<bool>())
       ("natpmp", po::value<bool>())
       ("lsd", po::value<bool>())
+      ("push", po::value<bool>())
       ("local-swarm", po::value<bool>())
       ("log-level", po::value<std::string>())
       ("poll-interval", po::value<int>())
@@ -102,6 +105,7 @@ po::options_description node_command_options() {
       ("no-upnp", po::bool_switch(), "Do not use UPnP.")
       ("no-natpmp", po::bool_switch(), "Do not use NAT-PMP.")
       ("no-lsd", po::bool_switch(), "Do not use local service discovery.")
+      ("no-push", po::bool_switch(), "Do not push records to peers or take them from peers (DHT polling only).")
       ("local-swarm", po::bool_switch(), help_of("local-swarm"))
       ("log-level", po::value<std::string>()->value_name("LEVEL"), help_of("log-level"))
       ("poll-interval", po::value<int>()->value_name("SECONDS"), help_of("poll-interval"))
@@ -157,6 +161,7 @@ result<node_config> load_node_config(std::filesystem::path const& home, po::vari
   flag("upnp", "no-upnp", cfg.upnp);
   flag("natpmp", "no-natpmp", cfg.natpmp);
   flag("lsd", "no-lsd", cfg.lsd);
+  flag("push", "no-push", cfg.push);
   if (file.count("local-swarm")) cfg.local_swarm = file["local-swarm"].as<bool>();
   if (cli.count("local-swarm") && cli["local-swarm"].as<bool>()) cfg.local_swarm = true;
   if (auto v = pick("log-level")) cfg.log_level = v->as<std::string>();

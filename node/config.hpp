@@ -22,6 +22,7 @@ struct node_config {
   bool upnp = true;
   bool natpmp = true;
   bool lsd = true;
+  bool push = true;  // records over peer connections (net/push.hpp)
   bool local_swarm = false;
   std::string log_level = "info";
   int poll_interval_s = 600;        // look for newer versions of followed sites (±20% jitter)

@@ -17,6 +17,7 @@ class logger {
   explicit logger(log_level min = log_level::info);
   void set_level(log_level l) { m_min = l; }
   void write(log_level l, std::string_view component, std::string_view message);
+  void debug(std::string_view component, std::string_view message) { write(log_level::debug, component, message); }
   void info(std::string_view component, std::string_view message) { write(log_level::info, component, message); }
   void warn(std::string_view component, std::string_view message) { write(log_level::warning, component, message); }
   void error(std::string_view component, std::string_view message) { write(log_level::error, component, message); }

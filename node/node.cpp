@@ -117,6 +117,7 @@ json node::impl::status_json(site_table const& table) {
       {"pid", ::getpid()},
       {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count()},
       {"local_swarm", cfg.local_swarm},
+      {"push", push_json()},
       {"refused", {{"rollbacks_and_forks", refusals}, {"invalid", refused_invalid}, {"last", last_refusal}}},
   };
 }
@@ -150,6 +151,11 @@ void node::impl::handle(net::http_request const& req, net::local_http_server::re
   } else if (target == "/v1/unfollow") {
     if (!method_is("POST")) return;
     if (auto j = body()) respond(unfollow(*j));
+  } else if (target.rfind("/v1/records?key=", 0) == 0) {
+    if (!method_is("GET")) return;
+    auto k = crypto::parse_public_key(target.substr(16));
+    if (!k) return respond(json_error(400, k.err().message));
+    respond(json_response(200, records_json(*k)));
   } else if (target == "/v1/records") {
     if (!method_is("POST")) return;
     auto j = body();
@@ -243,6 +249,7 @@ result<std::unique_ptr<node>> node::open(node_config cfg, logger& log) {
   sc.natpmp = p->cfg.natpmp;
   sc.lsd = p->cfg.lsd;
   sc.local_swarm = p->cfg.local_swarm;
+  sc.push = p->cfg.push;
   sc.upload_rate_limit = p->cfg.max_upload_kbps * 1000;
   sc.download_rate_limit = p->cfg.max_download_kbps * 1000;
   if (sc.local_swarm) log.warn("node", "local-swarm mode: libtorrent's per-IP protections are off (for tests only)");

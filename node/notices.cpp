@@ -68,6 +68,8 @@ net::http_response node::impl::post_notice(json const& req) {
     return t.put_notice(*item);
   });
   if (!st) return json_error(500, "cannot store the notice: " + st.err().message);
+  note_arrival(*item, "local");
+  forward(*item, 0);
   session->put_item(*item);
   log.info("notices", "posted " + std::string(crypto::to_string(n.sev)) + " notice " + std::to_string(seq) + " as " +
                           kp->public_half().to_text());

@@ -120,6 +120,10 @@ status node::impl::start_sites() {
         if (!st) log.error("store", "cannot save download progress: " + st.err().message);
       },
       [this] { on_dht_ready(); },
+      [this](net::peer_ref ref, crypto::public_key const& publisher, std::string const& who) { on_push_hello(ref, publisher, who); },
+      [this](net::peer_ref ref, crypto::public_key const& publisher, std::string const& who, net::push_message const& msg) {
+        on_push_message(ref, publisher, who, msg);
+      },
   });
 
   for (auto const& rec : load_sites()) {
@@ -131,7 +135,7 @@ status node::impl::start_sites() {
 
     auto snap = load_site(s);
     for (auto const& v : snap.versions) {
-      if (!v.complete || v.seq != rec.version) continue;
+      if (!v.complete) continue;  // every kept complete version seeds (see prune_versions)
       std::optional<std::string> resume;
       (void)store->read([&](storage::txn& t) -> status {
         if (auto b = t.get_blob(resume_space, net::to_hex(v.ih2)); b && *b) resume = **b;
@@ -139,6 +143,7 @@ status node::impl::start_sites() {
       });
       net::version_spec spec;
       spec.ih2 = v.ih2;
+      spec.publisher = s.key;
       spec.save_path = version_dir(s, v.seq);
       if (resume) spec.resume = *resume;
       else if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) spec.torrent = *t;
@@ -242,7 +247,8 @@ void node::impl::schedule_resume_save() {
 
 // --- records and versions ---
 
-result<storage::record_outcome> node::impl::accept_record(crypto::signed_item const& item, std::string const& source) {
+result<storage::record_outcome> node::impl::accept_record(crypto::signed_item const& item, std::string const& source,
+                                                          net::peer_ref from) {
   auto outcome = store->put_record(item);
   if (!outcome) {
     ++refused_invalid;
@@ -259,7 +265,10 @@ result<storage::record_outcome> node::impl::accept_record(crypto::signed_item co
                               item.key.to_text() + "/" + item.salt + " (seq " + std::to_string(item.seq) + "); kept as evidence");
       return outcome;
     case storage::record_outcome::duplicate:
+      break;
     case storage::record_outcome::stored:
+      note_arrival(item, source);
+      forward(item, from);
       break;
   }
   if (item.salt == crypto::notice_salt) {
@@ -302,6 +311,7 @@ void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::po
   }
   net::version_spec spec;
   spec.ih2 = ih2_of(p.ih2);
+  spec.publisher = s.key;
   spec.save_path = version_dir(s, seq);
   spec.max_size = std::max<std::int64_t>(p.size, 0) + (std::int64_t(1) << 20);  // the signed size, a little slack
   (void)store->read([&](storage::txn& t) -> status {
@@ -359,8 +369,7 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
   auto state = session->version_state(ih2);
   log.info("sites", "mirrored " + f.site.address() + " version " + std::to_string(f.seq) + " (downloaded " +
                         std::to_string(state ? state->payload_down : 0) + " bytes, reused " + std::to_string(state ? state->reused : 0) + ")");
-  // The previous version leaves the swarm; its files stay until pruned.
-  retire_versions(f.site, false);
+  // The previous version keeps seeding until pruned: peers still on it are reached by push there.
   seeding[ih2] = f.site;
   prune_versions(f.site);
   refresh_view();  // readers get the new version now, atomically
@@ -400,6 +409,9 @@ void node::impl::prune_versions(site_id const& s) {
     return;
   }
   for (auto const& v : doomed) {
+    // Out of the swarm first, then off the disk.
+    if (seeding.erase(v.ih2)) session->remove_version(v.ih2, false);
+    if (fetching.erase(v.ih2)) session->remove_version(v.ih2, true);
     std::error_code ec;
     fs::remove_all(version_dir(s, v.seq), ec);
     fs::remove(version_dir(s, v.seq).string() + ".torrent", ec);
@@ -518,12 +530,14 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
 
   net::version_spec spec;
   spec.ih2 = built.ih2;
+  spec.publisher = s.key;
   spec.save_path = final_dir;
   spec.torrent = built.torrent;
   spec.seed = true;
   if (auto added = session->add_version(spec); !added) return respond(json_error(500, added.err().message));
-  retire_versions(s, false);
   seeding[built.ih2] = s;
+  note_arrival(*item, "local");
+  forward(*item, 0);
   session->put_item(*item);
   prune_versions(s);
   refresh_view();
@@ -601,13 +615,15 @@ json node::impl::sites_json(site_table const& table) {
       fig.reused += st->reused;
     }
   }
-  for (auto const& [ih, owner] : seeding) {
-    auto& fig = figures[owner];
+  // Every kept version seeds; peers are counted over them all (the busiest one), bytes are those
+  // of the current version.
+  std::map<net::info_hash2, net::torrent_state> seeded;
+  for (auto const& [ih, owner] : seeding)
     if (auto st = session->version_state(ih)) {
-      fig.peers += st->peers;
-      fig.downloaded += st->payload_down;
+      auto& fig = figures[owner];
+      fig.peers = std::max(fig.peers, st->peers);
+      seeded[ih] = *st;
     }
-  }
 
   json out = json::array();
   for (auto const& [rec, snap] : table) {
@@ -618,6 +634,12 @@ json node::impl::sites_json(site_table const& table) {
       if (v.seq == rec.version) bytes = v.size;
     auto fig = figures.count(s) ? figures[s] : swarm_figures{};
     bool fetching_now = fig.fetch_progress.has_value();
+    if (!fetching_now)
+      for (auto const& v : snap.versions)
+        if (auto it = seeded.find(v.ih2); v.seq == rec.version && it != seeded.end()) {
+          fig.downloaded = it->second.payload_down;
+          fig.reused = it->second.reused;
+        }
     double progress = fetching_now ? *fig.fetch_progress : (rec.version > 0 ? 1.0 : 0.0);
     int peers = fig.peers;
     std::int64_t downloaded = fig.downloaded, reused = fig.reused;

@@ -93,6 +93,19 @@ struct node::impl {
   std::map<site_id, std::pair<std::chrono::steady_clock::time_point, std::chrono::seconds>> lookups;
   std::int64_t refused_invalid = 0;                          // records refused for bounds or signature
   std::string last_refusal;
+  // When and how the newest record of each (key, salt) first reached this node in this run.
+  struct arrival {
+    std::int64_t seq = 0;
+    std::int64_t unix_ms = 0;
+    std::string via;  // "local", "DHT", "push from IP:PORT", "control API"
+  };
+  std::map<std::pair<crypto::public_key, std::string>, arrival> arrivals;
+  struct token_bucket {
+    double tokens = 0;
+    std::chrono::steady_clock::time_point last{};
+  };
+  std::map<crypto::public_key, token_bucket> publisher_buckets;  // push forwarding, per publisher
+  std::int64_t push_held_back = 0;                              // records not forwarded for rate
 
   impl(node_config c, logger& l, home_lock hl) : cfg(std::move(c)), log(l), lock(std::move(hl)) {}
 
@@ -123,7 +136,8 @@ struct node::impl {
   void schedule_republish();
   void schedule_resume_save();
   // The one way a signed record from outside enters the node: store rule, then act on it.
-  result<storage::record_outcome> accept_record(crypto::signed_item const& item, std::string const& source);
+  // `from`: the push connection it came by (not sent back there), 0 for none.
+  result<storage::record_outcome> accept_record(crypto::signed_item const& item, std::string const& source, net::peer_ref from = 0);
   void consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p);
   void on_version_finished(net::info_hash2 const& ih2);
   void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
@@ -140,6 +154,14 @@ struct node::impl {
   net::http_response post_notice(json const& req);
   json notices_json(std::optional<crypto::public_key> const& key, bool include_expired);
   std::set<crypto::public_key> notice_keys();
+
+  // push.cpp
+  void note_arrival(crypto::signed_item const& item, std::string const& via);
+  void forward(crypto::signed_item const& item, net::peer_ref except);  // to peers, rate-limited per publisher
+  void on_push_hello(net::peer_ref ref, crypto::public_key const& publisher, std::string const& who);
+  void on_push_message(net::peer_ref ref, crypto::public_key const& publisher, std::string const& who, net::push_message const& msg);
+  json records_json(crypto::public_key const& key);
+  json push_json();
 
   // gateway.cpp (node side): the snapshot the gateway serves, rebuilt every second and whenever
   // a version completes.

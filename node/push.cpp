@@ -1,0 +1,141 @@
+// The node's side of the push path (net/push.hpp): what a node tells a peer when they connect,
+// what it does with records a peer sends, and how accepted records travel on.
+//
+// Flood with dedup: a record goes on only when the store accepts it as new (dedup by key, salt
+// and seq), once per connected node of its publisher's swarms, never back to where it came from.
+#include <chrono>
+#include <ctime>
+
+#include "crypto/base32.hpp"
+#include "node/detail/node_impl.hpp"
+
+namespace outlast::node {
+
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// What one "have" answer may carry: older notices beyond this are not replayed to late-comers.
+constexpr std::size_t max_notice_backlog = 16;
+// Records named in one "have": a publisher with more sites sends the newest ones only.
+constexpr std::size_t max_have_entries = 96;
+
+}  // namespace
+
+void node::impl::note_arrival(crypto::signed_item const& item, std::string const& via) {
+  auto& a = arrivals[{item.key, item.salt}];
+  if (a.seq >= item.seq && a.unix_ms != 0) return;
+  a = {item.seq, now_ms(), via};
+}
+
+void node::impl::forward(crypto::signed_item const& item, net::peer_ref except) {
+  if (!session || !cfg.push) return;
+  // A publisher's records go on at most `rate` a second (bursts of `burst`): a key that signs a
+  // flood cannot make every mirror flood its peers. What is held back still reaches peers
+  // through the "have" exchange on their next connection and through the DHT.
+  constexpr double rate = 10, burst = 30;
+  auto now = std::chrono::steady_clock::now();
+  auto& b = publisher_buckets[item.key];
+  if (b.last == std::chrono::steady_clock::time_point{}) b.tokens = burst;
+  b.tokens = std::min(burst, b.tokens + std::chrono::duration<double>(now - b.last).count() * rate);
+  b.last = now;
+  if (b.tokens < 1) {
+    ++push_held_back;
+    log.debug("push", "not forwarding " + item.key.to_text() + "/" + item.salt + " seq " + std::to_string(item.seq) +
+                          ": over the publisher's push rate");
+    return;
+  }
+  b.tokens -= 1;
+  session->push_record(item, except);
+}
+
+void node::impl::on_push_hello(net::peer_ref ref, crypto::public_key const& publisher, std::string const& who) {
+  std::vector<net::have_entry> have;
+  (void)store->read([&](storage::txn& t) -> status {
+    auto held = t.list_records(publisher);
+    if (!held) return held.err();
+    for (auto const& r : *held) {
+      if (have.size() == max_have_entries) break;
+      have.push_back({r.salt, r.seq});
+    }
+    return {};
+  });
+  log.debug("push", who + " speaks push for " + publisher.to_text() + "; telling it about " + std::to_string(have.size()) + " records");
+  session->push_send(ref, {net::encode_push_have(have)});
+}
+
+void node::impl::on_push_message(net::peer_ref ref, crypto::public_key const& publisher, std::string const& who,
+                                 net::push_message const& msg) {
+  if (msg.type == net::push_message::kind::record) {
+    auto const& item = msg.record;
+    if (item.key != publisher) {
+      // Records travel only in their own publisher's swarms; an honest node never does this.
+      ++refused_invalid;
+      last_refusal = "push from " + who + ": a record of another publisher";
+      session->push_drop(ref, "sent a record of another publisher");
+      return;
+    }
+    auto outcome = accept_record(item, "push from " + who, ref);
+    if (!outcome && (outcome.err().code == errc::bad_signature || outcome.err().code == errc::invalid_argument))
+      session->push_drop(ref, outcome.err().message);
+    return;
+  }
+  // "have": send what the peer lacks, oldest first, so each arrives as the newest it has seen.
+  std::map<std::string, std::int64_t> theirs;
+  for (auto const& h : msg.have) theirs[h.salt] = h.seq;
+  std::vector<std::string> out;
+  (void)store->read([&](storage::txn& t) -> status {
+    auto held = t.list_records(publisher);
+    if (!held) return held.err();
+    for (auto const& r : *held) {
+      auto it = theirs.find(r.salt);
+      auto their_seq = it == theirs.end() ? std::int64_t(-1) : it->second;
+      if (r.seq <= their_seq) continue;
+      if (r.salt != crypto::notice_salt) {
+        out.push_back(net::encode_push_record(r));
+        continue;
+      }
+      auto history = t.list_notices(publisher);
+      std::vector<crypto::signed_item> missing;
+      if (history)
+        for (auto const& n : *history)
+          if (n.seq > their_seq && n.seq < r.seq) missing.push_back(n);
+      if (missing.size() > max_notice_backlog - 1) missing.erase(missing.begin(), missing.end() - (max_notice_backlog - 1));
+      for (auto const& n : missing) out.push_back(net::encode_push_record(n));
+      out.push_back(net::encode_push_record(r));
+    }
+    return {};
+  });
+  if (out.empty()) return;
+  log.debug("push", "sending " + std::to_string(out.size()) + " records of " + publisher.to_text() + " that " + who + " lacks");
+  session->push_send(ref, std::move(out));
+}
+
+json node::impl::push_json() {
+  auto c = session ? session->push_counters() : net::push_stats{};
+  return {{"enabled", cfg.push},      {"peers", c.peers},           {"received", c.received},
+          {"sent", c.sent},           {"dropped_rate", c.dropped_rate}, {"dropped_bad", c.dropped_bad},
+          {"held_back", push_held_back}};
+}
+
+json node::impl::records_json(crypto::public_key const& key) {
+  json out = json::array();
+  (void)store->read([&](storage::txn& t) -> status {
+    auto held = t.list_records(key);
+    if (!held) return held.err();
+    for (auto const& r : *held) {
+      json j = {{"salt", r.salt}, {"seq", r.seq}, {"item", crypto::to_hex(crypto::as_bytes(crypto::encode_item(r)))}};
+      if (auto it = arrivals.find({r.key, r.salt}); it != arrivals.end() && it->second.seq == r.seq) {
+        j["received_ms"] = it->second.unix_ms;
+        j["via"] = it->second.via;
+      }
+      out.push_back(std::move(j));
+    }
+    return {};
+  });
+  return out;
+}
+
+}  // namespace outlast::node

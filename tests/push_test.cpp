@@ -1,0 +1,255 @@
+// Push tests: signed records travelling over peer connections (net/push.hpp). Every node here
+// runs without a DHT and with a 10-minute polling interval, so whatever arrives within seconds
+// arrived by push.
+#include <catch2/catch.hpp>
+#include <fstream>
+#include <random>
+
+#include "crypto/base32.hpp"
+#include "crypto/records.hpp"
+#include "net/local_http.hpp"
+#include "net/push.hpp"
+#include "tests/support/bt_peer.hpp"
+#include "tests/support/swarm.hpp"
+#include "tests/support/wait.hpp"
+
+using namespace outlast;
+using namespace std::chrono_literals;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+void make_site(fs::path const& dir, std::string const& front = "News") {
+  fs::create_directories(dir / "articles");
+  std::ofstream(dir / "index.html") << "<!doctype html><title>" << front << "</title><h1>" << front << "</h1>\n";
+  std::mt19937 rng(7);
+  std::string data(256 * 1024, '\0');
+  for (auto& c : data) c = static_cast<char>(rng());
+  std::ofstream(dir / "articles" / "a.bin", std::ios::binary) << data;
+}
+
+json records(test::swarm_node const& n, std::string const& key) {
+  auto r = net::local_http_call(n.home() / "control.sock", {"GET", "/v1/records?key=" + key, ""});
+  REQUIRE(r);
+  REQUIRE(r->status == 200);
+  return json::parse(r->body);
+}
+
+json record(test::swarm_node const& n, std::string const& key, std::string const& salt) {
+  for (auto const& r : records(n, key))
+    if (r["salt"] == salt) return r;
+  return nullptr;
+}
+
+int submit(test::swarm_node const& n, std::string const& item_hex) {
+  auto r = net::local_http_call(n.home() / "control.sock", {"POST", "/v1/records", json{{"item", item_hex}}.dump()});
+  REQUIRE(r);
+  return r->status;
+}
+
+bool has_notice(test::swarm_node const& n, std::string const& text) {
+  for (auto const& x : n.cli_json({"notices"}))
+    if (x["text"] == text) return true;
+  return false;
+}
+
+json node_status(test::swarm_node const& n) { return n.cli_json({"status"}); }
+
+bool complete(test::swarm_node const& n, std::string const& address, std::int64_t version) {
+  auto s = n.site(address);
+  return !s.is_null() && s["version"].get<std::int64_t>() >= version && s["complete"].get<bool>();
+}
+
+crypto::signed_item item_of(json const& rec) {
+  auto raw = crypto::from_hex(rec["item"].get<std::string>());
+  REQUIRE(raw);
+  auto item = crypto::decode_item(std::string(raw->begin(), raw->end()));
+  REQUIRE(item);
+  return *item;
+}
+
+std::array<std::uint8_t, 32> ih2_of(json const& published) {
+  auto raw = crypto::from_hex(published["infohash"].get<std::string>());
+  REQUIRE(raw);
+  REQUIRE(raw->size() == 32);
+  std::array<std::uint8_t, 32> out{};
+  std::copy(raw->begin(), raw->end(), out.begin());
+  return out;
+}
+
+// A publisher and followers in a line, each follower knowing only the node before it as a static
+// peer. No DHT: the first pointer is handed to each follower through its control API, as a
+// bundle or an operator would; everything after that travels by push.
+struct line {
+  test::temp_dir base;
+  std::vector<std::unique_ptr<test::swarm_node>> nodes;
+  json published;
+  std::string address, key;
+
+  explicit line(int n) {
+    make_site(base / "site");
+    for (int i = 0; i < n; ++i) nodes.push_back(std::make_unique<test::swarm_node>(std::string(1, char('a' + i)), base.path()));
+    nodes[0]->start({});
+    published = nodes[0]->cli_json({"publish", (base / "site").string(), "--site", "news"});
+    address = published["address"].get<std::string>();
+    key = address.substr(0, address.find('/'));
+    auto pointer = record(*nodes[0], key, "news")["item"].get<std::string>();
+    for (int i = 1; i < n; ++i) {
+      nodes[i]->start({}, {"--peer", nodes[i - 1]->endpoint()});
+      REQUIRE(nodes[i]->cli({"follow", address}).code == 0);
+      REQUIRE(submit(*nodes[i], pointer) == 200);
+    }
+    for (int i = 1; i < n; ++i) {
+      bool ok = test::wait_until([&] { return complete(*nodes[i], address, 1); }, 60s);
+      INFO(nodes[i]->name() << ":\n" << nodes[i]->log());
+      REQUIRE(ok);
+    }
+    // Every link speaks push (the ends have one link, the others two).
+    for (int i = 0; i < n; ++i) {
+      int want = (i == 0 || i == n - 1) ? 1 : 2;
+      bool ok = test::wait_until([&] { return node_status(*nodes[i])["push"]["peers"].get<int>() >= want; }, 20s);
+      INFO(nodes[i]->name() << " push: " << node_status(*nodes[i])["push"].dump() << "\n" << nodes[i]->log());
+      REQUIRE(ok);
+    }
+  }
+  ~line() {
+    for (auto& n : nodes) n->stop();
+  }
+  test::swarm_node& operator[](int i) { return *nodes[static_cast<std::size_t>(i)]; }
+};
+
+}  // namespace
+
+TEST_CASE("push messages: encode, decode and bounds", "[unit]") {
+  auto kp = crypto::key_pair::generate();
+  auto item = *crypto::sign_item(kp, ".notice", 3, "d3:msg2:hie");
+  auto decoded = net::decode_push(net::encode_push_record(item));
+  REQUIRE(decoded);
+  CHECK(decoded->type == net::push_message::kind::record);
+  CHECK(decoded->record == item);
+  std::vector<net::have_entry> have{{"news", 4}, {".notice", 9}};
+  auto h = net::decode_push(net::encode_push_have(have));
+  REQUIRE(h);
+  CHECK(h->type == net::push_message::kind::have);
+  CHECK(h->have == have);
+  CHECK(net::decode_push(net::encode_push_have({}))->have.empty());
+  for (std::string bad : std::vector<std::string>{"", "de", "i1e", "d1:xi1ee", "d1:hi1ee", "d1:hll4:newsi-1eeee", "d1:hll4:newseee", "d1:r3:abce",
+                          "d1:hle1:rdee", std::string("d1:r") + std::string(9000, 'x') + "e"}) {
+    INFO(bad.substr(0, 40));
+    CHECK_FALSE(net::decode_push(bad));
+  }
+  std::vector<net::have_entry> many(net::max_push_have + 1, {"s", 1});
+  CHECK_FALSE(net::decode_push(net::encode_push_have(many)));
+}
+
+TEST_CASE("a notice reaches all of 6 nodes in a chain, each knowing only its neighbour", "[swarm][push]") {
+  line l(6);
+  auto posted = l[0].cli({"notice", "post", "We are moving: read the mirrors", "--severity", "critical"});
+  REQUIRE(posted.code == 0);
+  bool all = test::wait_until([&] {
+    for (int i = 1; i < 6; ++i)
+      if (!has_notice(l[i], "We are moving: read the mirrors")) return false;
+    return true;
+  }, 10s);
+  INFO("f:\n" << l[5].log());
+  REQUIRE(all);
+  auto at_f = record(l[5], l.key, ".notice");
+  CHECK(at_f["via"].get<std::string>().rfind("push from 127.0.0.1:", 0) == 0);
+  // Forwarded once per link: nobody sent it back towards the publisher.
+  CHECK(node_status(l[0])["refused"]["rollbacks_and_forks"] == 0);
+}
+
+TEST_CASE("a new version reaches a connected follower by push, not by polling", "[swarm][push]") {
+  line l(2);
+  std::ofstream(l.base / "site" / "index.html") << "<!doctype html><title>News</title><h1>Second edition</h1>\n";
+  auto v2 = l[0].cli_json({"publish", (l.base / "site").string(), "--site", "news"});
+  REQUIRE(v2["version"] == 2);
+  bool got = test::wait_until([&] { return complete(l[1], l.address, 2); }, 30s);
+  INFO("b:\n" << l[1].log());
+  REQUIRE(got);
+  auto at_b = record(l[1], l.key, "news");
+  CHECK(at_b["seq"] == 2);
+  CHECK(at_b["via"].get<std::string>().rfind("push from", 0) == 0);
+}
+
+TEST_CASE("a node that was offline gets what it missed within seconds of reconnecting", "[swarm][push]") {
+  line l(2);
+  l[1].stop();
+  REQUIRE(l[0].cli({"notice", "post", "first while you were away"}).code == 0);
+  REQUIRE(l[0].cli({"notice", "post", "second while you were away", "--severity", "warning"}).code == 0);
+  l[1].start({}, {"--peer", l[0].endpoint()});
+  bool got = test::wait_until([&] { return has_notice(l[1], "first while you were away") && has_notice(l[1], "second while you were away"); }, 15s);
+  INFO("b:\n" << l[1].log());
+  REQUIRE(got);
+  CHECK(record(l[1], l.key, ".notice")["via"].get<std::string>().rfind("push from", 0) == 0);
+  CHECK(node_status(l[1])["refused"]["rollbacks_and_forks"] == 0);  // history came oldest first
+}
+
+TEST_CASE("forged, replayed, oversized and flooded push messages are refused; a real notice still gets through", "[swarm][push]") {
+  line l(2);
+  auto& a = l[0];
+  auto& b = l[1];
+  REQUIRE(a.cli({"notice", "post", "notice one"}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_notice(b, "notice one"); }, 10s));
+  auto one = item_of(record(a, l.key, ".notice"));
+  REQUIRE(a.cli({"notice", "post", "notice two"}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_notice(b, "notice two"); }, 10s));
+  auto two = item_of(record(a, l.key, ".notice"));
+  auto ih2 = ih2_of(l.published);
+
+  SECTION("forged: a bad signature gets the peer disconnected and nothing stored") {
+    test::bt_peer rogue(b.endpoint(), ih2);
+    REQUIRE(rogue.push_id() != 0);
+    auto forged = two;
+    forged.seq = 3;
+    forged.value = "d3:msg6:forgede";
+    REQUIRE(rogue.send_push(net::encode_push_record(forged)));
+    CHECK(rogue.closed_by_node(5s));
+    CHECK(record(b, l.key, ".notice")["seq"] == 2);
+    CHECK(node_status(b)["refused"]["invalid"].get<int>() >= 1);
+  }
+  SECTION("replayed: an older, validly signed notice is refused and kept as evidence") {
+    test::bt_peer rogue(b.endpoint(), ih2);
+    REQUIRE(rogue.send_push(net::encode_push_record(one)));
+    CHECK(test::wait_until([&] { return node_status(b)["refused"]["rollbacks_and_forks"].get<int>() >= 1; }, 5s));
+    CHECK(record(b, l.key, ".notice")["seq"] == 2);
+  }
+  SECTION("oversized: a message over the limit is not read; the peer is disconnected") {
+    test::bt_peer rogue(b.endpoint(), ih2);
+    REQUIRE(rogue.send_push(std::string("d1:r") + std::string(net::max_push_payload + 100, 'x') + "e"));
+    CHECK(rogue.closed_by_node(5s));
+    CHECK(node_status(b)["push"]["dropped_bad"].get<int>() >= 1);
+  }
+  SECTION("a record of another publisher in this publisher's swarm gets the peer disconnected") {
+    test::bt_peer rogue(b.endpoint(), ih2);
+    auto other = crypto::key_pair::generate();
+    REQUIRE(rogue.send_push(net::encode_push_record(*crypto::sign_item(other, ".notice", 1, "d3:msg5:hello3:sevi0ee"))));
+    CHECK(rogue.closed_by_node(5s));
+  }
+  SECTION("flood: thousands of messages from one peer do not hold up a notice from another") {
+    test::bt_peer rogue(b.endpoint(), ih2);
+    auto copy = net::encode_push_record(two);  // valid and already held: costs the node the most to look at
+    std::string burst;
+    for (int i = 0; i < 5000; ++i) burst += std::string{0, 0, 0, 0} + char(20) + char(rogue.push_id()) + copy;
+    // Fix up each frame's length prefix.
+    auto frame_len = static_cast<std::uint32_t>(copy.size() + 2);
+    for (std::size_t at = 0; at < burst.size(); at += 4 + frame_len) {
+      burst[at] = static_cast<char>(frame_len >> 24);
+      burst[at + 1] = static_cast<char>(frame_len >> 16);
+      burst[at + 2] = static_cast<char>(frame_len >> 8);
+      burst[at + 3] = static_cast<char>(frame_len);
+    }
+    (void)rogue.send_raw(burst);  // the node may hang up part-way: that is a pass too
+    auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(a.cli({"notice", "post", "notice three", "--severity", "critical"}).code == 0);
+    bool got = test::wait_until([&] { return has_notice(b, "notice three"); }, 10s);
+    INFO("b:\n" << b.log());
+    REQUIRE(got);
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    auto push = node_status(b)["push"];
+    INFO(push.dump());
+    CHECK(push["dropped_rate"].get<int>() > 1000);
+    CHECK(rogue.closed_by_node(5s));  // far past its limit: disconnected
+  }
+}
