@@ -6,6 +6,7 @@
 #include <libtorrent/peer_connection_handle.hpp>
 
 #include <chrono>
+#include <optional>
 #include <sstream>
 
 namespace outlast::net::detail {
@@ -169,14 +170,18 @@ void push_plugin::send(peer_ref to, std::string const& payload) {
 }
 
 int push_plugin::send_all(crypto::public_key const& publisher, std::string const& payload, peer_ref except) {
-  std::set<lt::peer_id> done;
+  // Not back to the node it came from, on any of its connections.
+  std::optional<lt::peer_id> source;
   if (auto it = m_peers.find(except); it != m_peers.end())
-    if (auto p = it->second.lock()) done.insert(p->pid());
+    if (auto p = it->second.lock()) source = p->pid();
+  // A node connected through several versions gets it on each connection: one of them may be
+  // closing (a version retired, or re-added after placing files) and take a queued message with
+  // it. The copies cost the receiver a lookup; only the first is forwarded further.
   int n = 0;
   for (auto const& [ref, weak] : m_peers) {
     auto p = weak.lock();
     if (!p || ref == except || p->disconnecting() || !(p->publisher() == publisher)) continue;
-    if (!done.insert(p->pid()).second) continue;  // that node already has it through another swarm
+    if (source && p->pid() == *source) continue;
     p->send(payload);
     ++n;
   }

@@ -1,6 +1,7 @@
 #include "net/torrents.hpp"
 
 #include <libtorrent/create_torrent.hpp>
+#include <fstream>
 #include <libtorrent/hex.hpp>
 #include <libtorrent/settings_pack.hpp>
 #include <libtorrent/torrent_info.hpp>
@@ -147,6 +148,36 @@ result<built_torrent> make_torrent(fs::path const& root, std::string const& name
   out.files = summary->files;
   out.single_file = single_file;
   if (progress) progress(total, total);
+  return out;
+}
+
+result<built_torrent> make_beacon(fs::path const& dir, std::string const& key_text) {
+  auto name = "outlast-publisher-" + key_text;
+  auto content = "Outlast publisher " + key_text + "\n";
+  std::error_code fec;
+  fs::create_directories(dir, fec);
+  if (fec) return make_error(errc::io_error, "cannot create " + dir.string() + ": " + fec.message());
+  {
+    std::ofstream out(dir / name, std::ios::binary | std::ios::trunc);
+    out << content;
+    if (!out) return make_error(errc::io_error, "cannot write " + (dir / name).string());
+  }
+  lt::file_storage files;
+  files.add_file(name, static_cast<std::int64_t>(content.size()));
+  lt::create_torrent ct(files, 1 << 20, lt::create_torrent::v2_only);
+  lt::error_code ec;
+  lt::set_piece_hashes(ct, dir.string(), ec);
+  if (ec) return make_error(errc::io_error, "cannot hash the beacon: " + ec.message());
+  built_torrent out;
+  auto e = ct.generate();
+  lt::bencode(std::back_inserter(out.torrent), e);
+  auto ti = parse(out.torrent);
+  auto summary = detail::check_info(*ti, 1 << 20);
+  if (!summary) return summary.err();
+  out.ih2 = summary->ih2;
+  out.size = summary->size;
+  out.files = 1;
+  out.single_file = true;
   return out;
 }
 

@@ -35,6 +35,12 @@ result<built_torrent> make_torrent(std::filesystem::path const& root, std::strin
                                    std::function<void(std::int64_t, std::int64_t)> const& progress,
                                    std::atomic<bool> const* cancel = nullptr);
 
+// A publisher's beacon: a one-file torrent that every node holding any of that publisher's sites
+// seeds, whatever versions it has. Its content (and so its info-hash) depends only on the key,
+// so all of them meet in one swarm that outlives version changes: the push path's meeting place.
+// Writes the file into `dir` if it is not there. Errors: io_error.
+result<built_torrent> make_beacon(std::filesystem::path const& dir, std::string const& key_text);
+
 struct torrent_summary {
   info_hash2 ih2{};
   std::int64_t size = 0;

@@ -24,6 +24,44 @@ constexpr std::size_t max_have_entries = 96;
 
 }  // namespace
 
+void node::impl::ensure_beacon(crypto::public_key const& key) {
+  if (!cfg.push || beacons.count(key)) return;
+  auto dir = cfg.home / "beacons" / key.to_text();
+  auto built = net::make_beacon(dir, key.to_text());
+  if (!built) {
+    log.warn("push", "cannot make the beacon of " + key.to_text() + ": " + built.err().message);
+    return;
+  }
+  net::version_spec spec;
+  spec.ih2 = built->ih2;
+  spec.save_path = dir;
+  spec.torrent = built->torrent;
+  spec.seed = true;
+  spec.publisher = key;
+  if (auto added = session->add_version(spec); !added) {
+    log.warn("push", "cannot join the beacon swarm of " + key.to_text() + ": " + added.err().message);
+    return;
+  }
+  beacons[key] = built->ih2;
+}
+
+void node::impl::drop_beacon_if_unused(crypto::public_key const& key) {
+  auto it = beacons.find(key);
+  if (it == beacons.end()) return;
+  for (auto const& rec : load_sites())
+    if (rec.key == key) return;
+  session->remove_version(it->second, false);
+  beacons.erase(it);
+  std::error_code ec;
+  std::filesystem::remove_all(cfg.home / "beacons" / key.to_text(), ec);
+}
+
+bool node::impl::is_beacon(net::info_hash2 const& ih2) const {
+  for (auto const& [key, ih] : beacons)
+    if (ih == ih2) return true;
+  return false;
+}
+
 void node::impl::note_arrival(crypto::signed_item const& item, std::string const& via) {
   auto& a = arrivals[{item.key, item.salt}];
   if (a.seq >= item.seq && a.unix_ms != 0) return;

@@ -116,6 +116,7 @@ status node::impl::start_sites() {
       [this](net::info_hash2 const& ih2) { on_version_finished(ih2); },
       [this](net::info_hash2 const& ih2, std::string const& msg) { on_version_failed(ih2, msg); },
       [this](net::info_hash2 const& ih2, std::string const& blob) {
+        if (is_beacon(ih2)) return;  // made afresh at every start
         auto st = store->write([&](storage::txn& t) { return t.put_blob(resume_space, net::to_hex(ih2), blob); });
         if (!st) log.error("store", "cannot save download progress: " + st.err().message);
       },
@@ -133,6 +134,7 @@ status node::impl::start_sites() {
     for (auto const& e : fs::directory_iterator(version_dir(s, 0).parent_path(), ec))
       if (e.path().filename().string().rfind(".staging-", 0) == 0) fs::remove_all(e.path(), ec);
 
+    ensure_beacon(s.key);
     auto snap = load_site(s);
     for (auto const& v : snap.versions) {
       if (!v.complete) continue;  // every kept complete version seeds (see prune_versions)
@@ -536,6 +538,7 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
   spec.seed = true;
   if (auto added = session->add_version(spec); !added) return respond(json_error(500, added.err().message));
   seeding[built.ih2] = s;
+  ensure_beacon(s.key);
   note_arrival(*item, "local");
   forward(*item, 0);
   session->put_item(*item);
@@ -567,6 +570,7 @@ net::http_response node::impl::follow(json const& req) {
   });
   if (!st) return json_error(st.err().code == errc::already_exists ? 409 : 500, st.err().message);
   if (created) log.info("sites", "following " + s->address());
+  ensure_beacon(s->key);  // peers already in the publisher's swarm tell us its pointers at once
   // Act on a pointer we already hold (from an earlier follow or an import), then ask the DHT.
   if (auto r = store->get_record(s->key, s->site); r && *r)
     if (auto p = crypto::decode_pointer((*r)->value)) consider_pointer(*s, (*r)->seq, *p);
@@ -593,6 +597,7 @@ net::http_response node::impl::unfollow(json const& req) {
   std::error_code ec;
   fs::remove_all(version_dir(*s, 0).parent_path(), ec);
   site_errors.erase(*s);
+  drop_beacon_if_unused(s->key);
   log.info("sites", "unfollowed " + s->address() + " and removed its files");
   return json_response(200, {{"address", s->address()}, {"following", false}});
 }

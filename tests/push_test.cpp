@@ -42,12 +42,6 @@ json record(test::swarm_node const& n, std::string const& key, std::string const
   return nullptr;
 }
 
-int submit(test::swarm_node const& n, std::string const& item_hex) {
-  auto r = net::local_http_call(n.home() / "control.sock", {"POST", "/v1/records", json{{"item", item_hex}}.dump()});
-  REQUIRE(r);
-  return r->status;
-}
-
 bool has_notice(test::swarm_node const& n, std::string const& text) {
   for (auto const& x : n.cli_json({"notices"}))
     if (x["text"] == text) return true;
@@ -79,8 +73,8 @@ std::array<std::uint8_t, 32> ih2_of(json const& published) {
 }
 
 // A publisher and followers in a line, each follower knowing only the node before it as a static
-// peer. No DHT: the first pointer is handed to each follower through its control API, as a
-// bundle or an operator would; everything after that travels by push.
+// peer. No DHT: a follower learns the pointer from its neighbour in the publisher's beacon swarm
+// (the "have" exchange), fetches the version, and everything after that travels by push too.
 struct line {
   test::temp_dir base;
   std::vector<std::unique_ptr<test::swarm_node>> nodes;
@@ -94,17 +88,16 @@ struct line {
     published = nodes[0]->cli_json({"publish", (base / "site").string(), "--site", "news"});
     address = published["address"].get<std::string>();
     key = address.substr(0, address.find('/'));
-    auto pointer = record(*nodes[0], key, "news")["item"].get<std::string>();
     for (int i = 1; i < n; ++i) {
       nodes[i]->start({}, {"--peer", nodes[i - 1]->endpoint()});
       REQUIRE(nodes[i]->cli({"follow", address}).code == 0);
-      REQUIRE(submit(*nodes[i], pointer) == 200);
     }
     for (int i = 1; i < n; ++i) {
       bool ok = test::wait_until([&] { return complete(*nodes[i], address, 1); }, 60s);
       INFO(nodes[i]->name() << ":\n" << nodes[i]->log());
       REQUIRE(ok);
     }
+    for (int i = 1; i < n; ++i) CHECK(record(*nodes[i], key, "news")["via"].get<std::string>().rfind("push from", 0) == 0);
     // Every link speaks push (the ends have one link, the others two).
     for (int i = 0; i < n; ++i) {
       int want = (i == 0 || i == n - 1) ? 1 : 2;

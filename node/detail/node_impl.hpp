@@ -106,6 +106,7 @@ struct node::impl {
   };
   std::map<crypto::public_key, token_bucket> publisher_buckets;  // push forwarding, per publisher
   std::int64_t push_held_back = 0;                              // records not forwarded for rate
+  std::map<crypto::public_key, net::info_hash2> beacons;        // publishers whose beacon we seed
 
   impl(node_config c, logger& l, home_lock hl) : cfg(std::move(c)), log(l), lock(std::move(hl)) {}
 
@@ -156,6 +157,11 @@ struct node::impl {
   std::set<crypto::public_key> notice_keys();
 
   // push.cpp
+  // Seeds the publisher's beacon (net::make_beacon) while this node holds any of its sites, so
+  // the publisher's nodes stay connected whatever versions they hold; drops it after the last.
+  void ensure_beacon(crypto::public_key const& key);
+  void drop_beacon_if_unused(crypto::public_key const& key);
+  bool is_beacon(net::info_hash2 const& ih2) const;
   void note_arrival(crypto::signed_item const& item, std::string const& via);
   void forward(crypto::signed_item const& item, net::peer_ref except);  // to peers, rate-limited per publisher
   void on_push_hello(net::peer_ref ref, crypto::public_key const& publisher, std::string const& who);
