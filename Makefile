@@ -6,7 +6,7 @@ JOBS ?= 2
 HOME_DIR ?=
 NODE_ARGS ?=
 
-.PHONY: all deps build run test test-unit clean bench
+.PHONY: all deps build run test test-unit clean bench demo
 
 all: build
 
@@ -27,14 +27,20 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j$(JOBS) $(if $(LABEL),-L $(LABEL))
 
+# An outage drill to watch: a publisher, three mirrors, the publisher goes down, a reader still
+# gets the site and a critical notice. Loopback only; cleans up after itself.
+demo: build
+	scripts/demo.sh $(BUILD)/cli/outlast
+
 # Benchmarks run on an optimised build of their own. BENCH_ARGS=--small for a quick run.
 BENCH_ARGS ?=
 bench: deps
 	@./scripts/install-deps.sh --bench
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release
-	cmake --build build-release -j$(JOBS) --target outlast bench_records bench_replicate
+	cmake --build build-release -j$(JOBS) --target outlast bench_records bench_replicate bench_propagation
 	build-release/bench/bench_records
 	build-release/bench/bench_replicate build-release/cli/outlast $(BENCH_ARGS)
+	build-release/bench/bench_propagation build-release/cli/outlast
 	bench/bench_gateway.sh build-release/cli/outlast
 
 clean:

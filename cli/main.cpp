@@ -213,6 +213,14 @@ int cmd_status(context& c) {
   row("peers", std::to_string(j.value("peers", 0)));
   row("sites", std::to_string(j.value("sites", 0)));
   row("keys", std::to_string(j.value("keys", 0)));
+  if (j.contains("push") && j["push"].is_object()) {
+    auto const& p = j["push"];
+    if (!p.value("enabled", false)) row("push", "off (DHT polling only)");
+    else
+      row("push", std::to_string(p.value("peers", 0)) + " connections, " + std::to_string(p.value("received", 0)) + " messages in, " +
+                      std::to_string(p.value("sent", 0)) + " out, " +
+                      std::to_string(p.value("dropped_rate", 0) + p.value("dropped_bad", 0)) + " dropped");
+  }
   if (j.contains("refused")) {
     auto const& r = j["refused"];
     auto n = r.value("rollbacks_and_forks", 0) + r.value("invalid", 0);

@@ -204,6 +204,7 @@ void node::impl::handle(net::http_request const& req, net::local_http_server::re
   } else if (target == "/v1/keys/reload") {
     if (!method_is("POST")) return;
     if (auto st = register_keys(); !st) return respond(json_error(500, st.err().message));
+    for (auto const& k : notice_keys()) ensure_beacon(k);
     respond(json_response(200, {{"ok", true}}));
   } else if (target == "/v1/stop") {
     if (!method_is("POST")) return;

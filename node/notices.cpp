@@ -68,6 +68,7 @@ net::http_response node::impl::post_notice(json const& req) {
     return t.put_notice(*item);
   });
   if (!st) return json_error(500, "cannot store the notice: " + st.err().message);
+  ensure_beacon(item->key);  // a publisher posting from a node that holds none of its sites joins its swarm
   note_arrival(*item, "local");
   forward(*item, 0);
   session->put_item(*item);

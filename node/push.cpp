@@ -48,8 +48,7 @@ void node::impl::ensure_beacon(crypto::public_key const& key) {
 void node::impl::drop_beacon_if_unused(crypto::public_key const& key) {
   auto it = beacons.find(key);
   if (it == beacons.end()) return;
-  for (auto const& rec : load_sites())
-    if (rec.key == key) return;
+  if (notice_keys().count(key)) return;  // still a followed publisher, or one of our own keys
   session->remove_version(it->second, false);
   beacons.erase(it);
   std::error_code ec;

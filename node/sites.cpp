@@ -161,6 +161,8 @@ status node::impl::start_sites() {
       if (auto p = crypto::decode_pointer(snap.pointer->value)) consider_pointer(s, snap.pointer->seq, *p);
     }
   }
+  // Our own keys' swarms too: a publisher's node is where its notices start.
+  for (auto const& k : notice_keys()) ensure_beacon(k);
   return {};
 }
 
