@@ -6,7 +6,7 @@ JOBS ?= 2
 HOME_DIR ?=
 NODE_ARGS ?=
 
-.PHONY: all deps build run test test-unit clean bench demo
+.PHONY: all deps build run test test-asan fuzz clean bench demo
 
 all: build
 
@@ -24,8 +24,21 @@ run: build
 	$(BUILD)/cli/outlast $(if $(HOME_DIR),--home $(HOME_DIR)) init
 	$(BUILD)/cli/outlast $(if $(HOME_DIR),--home $(HOME_DIR)) node $(NODE_ARGS)
 
+# Every test tier, then each fuzz target for FUZZ_SECONDS from its seed corpus. LABEL=unit (or
+# swarm, push, gateway, ...) runs one tier and skips fuzzing.
+FUZZ_SECONDS ?= 30
 test: build
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j$(JOBS) $(if $(LABEL),-L $(LABEL))
+	$(if $(LABEL),,scripts/fuzz.sh $(FUZZ_SECONDS))
+
+# The unit, storage, node, net, swarm and push tiers under AddressSanitizer + UBSan (build-asan).
+test-asan: deps
+	cmake --preset asan-ubsan
+	cmake --build --preset asan-ubsan
+	cd build-asan && ctest --output-on-failure --no-tests=error -j$(JOBS) -L 'unit|storage|node|net|swarm|push|functional'
+
+fuzz: deps
+	scripts/fuzz.sh $(FUZZ_SECONDS)
 
 # An outage drill to watch: a publisher, three mirrors, the publisher goes down, a reader still
 # gets the site and a critical notice. Loopback only; cleans up after itself.

@@ -46,7 +46,7 @@ struct node_proc {
   }
   void start(fs::path const& capture, std::vector<std::string> flags) {
     std::vector<std::string> args{binary, "--home", home.string(), "node", "--listen", "127.0.0.1:0", "--local-swarm", "--no-upnp",
-                                  "--no-natpmp", "--no-lsd", "--gateway", "off", "--log-level", "warning"};
+                                  "--no-natpmp", "--no-lsd", "--gateway", "off", "--log-level", std::getenv("BENCH_DEBUG") ? "debug" : "warning"};
     args.insert(args.end(), flags.begin(), flags.end());
     proc = std::make_unique<outlast::test::process>(args, capture);
     auto deadline = clk::now() + 30s;
@@ -218,6 +218,12 @@ int main(int argc, char** argv) {
   }
   std::printf("bench_propagation: 1 publisher, %d followers on loopback, 3-4 static peers each\n", nodes);
   try {
+    if (std::getenv("BENCH_DHT_ONLY")) {  // for investigating the DHT-only path alone
+      auto d = run_mode(false, nodes, dht_rounds, dht_rounds, dht_poll);
+      std::printf("DHT only: notice p50 %.0f ms, update p50 %.0f ms, missed %d\n", percentile(d.notice_last, 0.5),
+                  percentile(d.update_last, 0.5), d.missed);
+      return 0;
+    }
     auto p = run_mode(true, nodes, notices, updates, 600);
     std::printf("  push: notice p50 %.1f ms p99 %.1f ms; new version p50 %.1f ms p99 %.1f ms\n", percentile(p.notice_last, 0.5),
                 percentile(p.notice_last, 0.99), percentile(p.update_last, 0.5), percentile(p.update_last, 0.99));

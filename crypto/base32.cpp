@@ -72,6 +72,7 @@ std::string to_hex(std::span<std::uint8_t const> bytes) {
 
 result<std::vector<std::uint8_t>> from_hex(std::string_view text) {
   if (text.size() % 2 != 0) return make_error(errc::invalid_argument, "hex text has an odd length");
+  if (text.empty()) return std::vector<std::uint8_t>{};  // (libsodium must not see a null buffer)
   std::vector<std::uint8_t> out(text.size() / 2);
   std::size_t len = 0;
   char const* end = nullptr;

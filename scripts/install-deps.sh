@@ -11,6 +11,8 @@ packages=(
   curl
   chromium  # the browser tier of the tests (site isolation in a real browser)
   libxml2-utils  # xmllint: the Atom feed test
+  clang libclang-rt-14-dev  # libFuzzer targets (scripts/fuzz.sh)
+  python3  # make demo
 )
 
 # `--bench`: also what the benchmarks compare against.

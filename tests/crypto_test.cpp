@@ -56,6 +56,19 @@ TEST_CASE("base32 rejects padding, foreign characters, impossible lengths and st
   CHECK_FALSE(base32_decode("mz"));     // 'z' leaves non-zero unused bits after one byte
 }
 
+TEST_CASE("hex decoding: empty, odd, foreign characters (the empty case was found by fuzz_key_file)", "[unit][hex]") {
+  auto empty = from_hex("");
+  REQUIRE(empty);
+  CHECK(empty->empty());
+  CHECK_FALSE(from_hex("abc"));
+  CHECK_FALSE(from_hex("zz"));
+  CHECK(from_hex("00ff")->size() == 2);
+  // A key file whose secret line is empty is refused with a message, not undefined behaviour.
+  auto kp = key_pair::generate();
+  std::string text = "outlast-secret-key 1\npublic " + kp.public_half().to_text() + "\nencryption none\nsecret \n";
+  CHECK_FALSE(decode_key_file(text, std::nullopt));
+}
+
 TEST_CASE("public key text is 52 lowercase characters and round-trips", "[unit][keys]") {
   auto kp = key_pair::generate();
   auto text = kp.public_half().to_text();
