@@ -367,6 +367,32 @@ int cmd_follow(context& c, bool follow) {
   return ok;
 }
 
+int cmd_export(context& c) {
+  auto file = std::filesystem::absolute(c.args[1]);
+  auto r = call_node(c, "POST", "/v1/export", json{{"address", c.args[0]}, {"file", file.string()}}.dump(), std::chrono::hours(2));
+  if (!r) return fail(r.err());
+  if (c.json_output) std::cout << r->dump() << "\n";
+  else
+    std::cout << "Wrote version " << (*r)["version"].get<std::int64_t>() << " of " << (*r)["address"].get<std::string>() << " to "
+              << file.string() << " (" << human_bytes((*r)["bytes"].get<double>()) << " of files, "
+              << (*r)["records"].get<int>() << " signed records)\n"
+              << "Carry it anywhere; `outlast import " << file.filename().string() << "` checks it against the publisher's key.\n";
+  return ok;
+}
+
+int cmd_import(context& c) {
+  auto file = std::filesystem::absolute(c.args[0]);
+  auto r = call_node(c, "POST", "/v1/import", json{{"file", file.string()}}.dump(), std::chrono::hours(2));
+  if (!r) return fail(r.err());
+  if (c.json_output) std::cout << r->dump() << "\n";
+  else if ((*r)["imported"].get<bool>())
+    std::cout << "Imported version " << (*r)["version"].get<std::int64_t>() << " of " << (*r)["address"].get<std::string>()
+              << ", verified against the publisher's key; it is served and seeded now\n";
+  else
+    std::cout << "Nothing to import: " << (*r)["note"].get<std::string>() << "\n";
+  return ok;
+}
+
 int cmd_sites(context& c) {
   auto r = call_node(c, "GET", "/v1/sites");
   if (!r) return fail(r.err());
@@ -484,6 +510,10 @@ std::vector<command> const& commands() {
          d.add_options()("all", po::bool_switch(), "Include expired notices");
          return d;
        }, cmd_notices},
+      {"export", "ADDRESS FILE", "Write a site's latest complete version, its signed pointer and recent notices to one file", 2, 2,
+       no_options, cmd_export},
+      {"import", "FILE", "Check a bundle against its publisher's key, then serve and seed the site it carries", 1, 1, no_options,
+       cmd_import},
       {"sites", "", "List published and followed sites with their version, size, state, peers and age", 0, 0, no_options, cmd_sites},
       {"key new", "NAME", "Create a publisher key", 1, 1, [] { return passphrase_options(true); }, cmd_key_new},
       {"key list", "", "List the publisher keys of this home", 0, 0, no_options, cmd_key_list},

@@ -6,6 +6,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <libtorrent/alert_types.hpp>
 #include <libtorrent/bencode.hpp>
+#include <libtorrent/create_torrent.hpp>
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/torrent_handle.hpp>
 #include <libtorrent/torrent_status.hpp>
@@ -580,6 +581,21 @@ std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const
   out.reused = it->second.reused;
   out.peers = st.num_peers;
   return out;
+}
+
+result<std::string> session::torrent_file(info_hash2 const& ih2) const {
+  auto it = m_impl->torrents.find(ih2);
+  if (it == m_impl->torrents.end() || !it->second.handle.is_valid()) return make_error(errc::not_found, "no such version in the swarm");
+  try {
+    auto ti = it->second.handle.torrent_file_with_hashes();
+    if (!ti) return make_error(errc::unavailable, "the metadata of " + to_hex(ih2) + " is not known yet");
+    lt::create_torrent ct(*ti);
+    std::string out;
+    lt::bencode(std::back_inserter(out), ct.generate());
+    return out;
+  } catch (std::exception const& e) {
+    return make_error(errc::unavailable, std::string("cannot write the torrent of ") + to_hex(ih2) + ": " + e.what());
+  }
 }
 
 void session::save_resume_data() {

@@ -124,6 +124,9 @@ class session {
   status add_version(version_spec const& spec);
   void remove_version(info_hash2 const& ih2, bool delete_files);
   std::optional<torrent_state> version_state(info_hash2 const& ih2) const;
+  // The version's .torrent with its piece layers, once its metadata is known (to keep beside a
+  // mirrored version for export and restarts). Errors: not_found, unavailable.
+  result<std::string> torrent_file(info_hash2 const& ih2) const;
   // Asks every torrent with unsaved changes for resume data (reported through resume_data).
   void save_resume_data();
   // Handles alerts on this thread until every resume-data request is answered or `timeout`

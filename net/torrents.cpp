@@ -181,6 +181,58 @@ result<built_torrent> make_beacon(fs::path const& dir, std::string const& key_te
   return out;
 }
 
+result<std::vector<std::pair<std::string, std::int64_t>>> torrent_files(std::string const& torrent) {
+  std::shared_ptr<lt::torrent_info> ti;
+  try {
+    ti = parse(torrent);
+  } catch (std::exception const& e) {
+    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
+  }
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  for (auto i : ti->files().file_range())
+    if (!ti->files().pad_file_at(i)) out.emplace_back(ti->files().file_path(i), ti->files().file_size(i));
+  return out;
+}
+
+status verify_files(std::string const& torrent, fs::path const& save_path) {
+  std::shared_ptr<lt::torrent_info> ti;
+  try {
+    ti = parse(torrent);
+  } catch (std::exception const& e) {
+    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
+  }
+  auto const& want = ti->files();
+  lt::file_storage fs;
+  std::map<std::string, lt::sha256_hash> roots;
+  for (auto i : want.file_range()) {
+    if (want.pad_file_at(i)) continue;
+    auto path = want.file_path(i);
+    std::error_code ec;
+    auto size = fs::file_size(save_path / path, ec);
+    if (ec) return make_error(errc::corrupt, "missing file " + path);
+    if (static_cast<std::int64_t>(size) != want.file_size(i)) return make_error(errc::corrupt, "wrong size: " + path);
+    fs.add_file(path, want.file_size(i));
+    roots[path] = want.root(i);
+  }
+  if (fs.num_files() == 0) return make_error(errc::corrupt, "the torrent lists no files");
+  lt::create_torrent ct(fs, ti->piece_length(), lt::create_torrent::v2_only);
+  lt::error_code ec;
+  lt::settings_pack settings;
+  settings.set_int(lt::settings_pack::hashing_threads, 2);
+  lt::set_piece_hashes(ct, save_path.string(), settings, [](lt::piece_index_t) {}, ec);
+  if (ec) return make_error(errc::io_error, "cannot hash the files: " + ec.message());
+  std::string bytes;
+  lt::bencode(std::back_inserter(bytes), ct.generate());
+  auto got = parse(bytes);
+  for (auto i : got->files().file_range()) {
+    if (got->files().pad_file_at(i)) continue;
+    auto path = got->files().file_path(i);
+    auto it = roots.find(path);
+    if (it == roots.end() || it->second != got->files().root(i)) return make_error(errc::corrupt, "content differs from the signed version: " + path);
+  }
+  return {};
+}
+
 result<torrent_summary> check_torrent(std::string const& torrent, std::int64_t max_size) {
   std::shared_ptr<lt::torrent_info> ti;
   try {

@@ -53,6 +53,16 @@ struct torrent_summary {
 // bounded. Errors: corrupt (with the offending path).
 result<torrent_summary> check_torrent(std::string const& torrent, std::int64_t max_size);
 
+// The files a torrent lists, in its order, pad files left out: (path under the save path, size).
+// Errors: corrupt.
+result<std::vector<std::pair<std::string, std::int64_t>>> torrent_files(std::string const& torrent);
+
+// Hashes the files under `save_path` that `torrent` lists and compares each file's merkle root
+// with the torrent's: true only if every file is present, of its size, with its content.
+// Blocking (hashes everything). Errors: corrupt (the torrent, or the first file that differs,
+// named), io_error.
+status verify_files(std::string const& torrent, std::filesystem::path const& save_path);
+
 // Hard-links into `new_root` every file of `new_torrent` whose merkle root equals that of a file
 // of `old_torrent` already complete under `old_root` (whatever its path). Returns bytes placed.
 // Used before a new version is checked, so unchanged files are not transferred again.

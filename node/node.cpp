@@ -145,6 +145,12 @@ void node::impl::handle(net::http_request const& req, net::local_http_server::re
   } else if (target == "/v1/publish") {
     if (!method_is("POST")) return;
     if (auto j = body()) publish(*j, std::move(respond));
+  } else if (target == "/v1/export") {
+    if (!method_is("POST")) return;
+    if (auto j = body()) export_bundle(*j, std::move(respond));
+  } else if (target == "/v1/import") {
+    if (!method_is("POST")) return;
+    if (auto j = body()) import_bundle(*j, std::move(respond));
   } else if (target == "/v1/follow") {
     if (!method_is("POST")) return;
     if (auto j = body()) respond(follow(*j));

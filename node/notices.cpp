@@ -21,6 +21,8 @@ bool acceptable_url(std::string const& url) {
 
 }  // namespace
 
+std::int64_t now_unix() { return now_s(); }
+
 json notice_json(crypto::signed_item const& item) {
   auto n = crypto::decode_notice(item.value);
   if (!n) return nullptr;

@@ -127,6 +127,8 @@ status node::impl::start_sites() {
       },
   });
 
+  std::error_code import_ec;
+  fs::remove_all(cfg.home / "sites" / ".import", import_ec);  // an import cut short: never visible
   for (auto const& rec : load_sites()) {
     site_id s{rec.key, rec.name};
     // Leftovers of a publish that was interrupted: never acknowledged, safe to drop.

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_records fuzz_push fuzz_torrent fuzz_gateway_path fuzz_key_file fuzz_config)
+[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_records fuzz_push fuzz_torrent fuzz_gateway_path fuzz_key_file fuzz_config fuzz_bundle)
 build=${FUZZ_BUILD:-build-fuzz}
 jobs=${JOBS:-2}
 

@@ -317,3 +317,64 @@ TEST_CASE("a follower killed mid-download resumes without fetching again what it
   CHECK(f.log().find("fetching") == std::string::npos);
   for (auto* n : {&a, &f, &h}) n->stop();
 }
+
+TEST_CASE("an offline bundle carries a site and its notices to a node with no network; tampered or truncated ones are refused",
+          "[swarm][bundle]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);
+  test::swarm_node a("a", base.path()), b("b", base.path()), c("c", base.path());
+  a.start({});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  REQUIRE(a.cli({"notice", "post", "Networks are down; bundles are on the way", "--severity", "critical"}).code == 0);
+  auto bundle = base / "news.bundle";
+  auto exported = a.cli_json({"export", address, bundle.string()});
+  CHECK(exported["version"] == 1);
+  CHECK(exported["records"] == 2);
+  a.stop();
+
+  // B and C know nobody: no DHT, no peers. Everything comes from the file.
+  b.start({});
+  c.start({});
+  auto imported = b.cli_json({"import", bundle.string()});
+  CHECK(imported["imported"] == true);
+  REQUIRE(has_version(b, address, 1));
+  CHECK(same_tree(site_dir, mirrored_files(b, address, 1)));
+  auto notices = b.cli_json({"notices"});
+  REQUIRE(notices.size() == 1);
+  CHECK(notices[0]["text"] == "Networks are down; bundles are on the way");
+  CHECK(b.cli_json({"import", bundle.string()})["imported"] == false);  // already held: nothing to do
+
+  auto size = fs::file_size(bundle);
+  auto refused = [&](fs::path const& bad, std::string const& why) {
+    auto r = c.cli({"import", bad.string()});
+    INFO(r.out << r.err);
+    CHECK(r.code != 0);
+    CHECK(r.err.find(why) != std::string::npos);
+    CHECK(c.cli_json({"sites"}).empty());  // nothing visible
+    CHECK(c.cli_json({"notices"}).empty());
+    CHECK((!fs::exists(c.home() / "sites" / ".import") || fs::is_empty(c.home() / "sites" / ".import")));
+  };
+  {
+    auto bad = base / "tampered.bundle";
+    fs::copy_file(bundle, bad);
+    std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(size - 5000));
+    f.put('X');
+    f.close();
+    refused(bad, "content differs from the signed version");
+  }
+  {
+    auto bad = base / "truncated.bundle";
+    fs::copy_file(bundle, bad);
+    fs::resize_file(bad, size - 1000);
+    refused(bad, "truncated");
+  }
+  {
+    auto bad = base / "not.bundle";
+    std::ofstream(bad) << "hello";
+    refused(bad, "not a valid bundle");
+  }
+  b.stop();
+  c.stop();
+}

@@ -20,6 +20,7 @@
 #include "net/gateway.hpp"
 #include "net/local_http.hpp"
 #include "net/session.hpp"
+#include "node/bundle.hpp"
 #include "node/config.hpp"
 #include "node/home.hpp"
 #include "node/log.hpp"
@@ -156,6 +157,11 @@ struct node::impl {
   json notices_json(std::optional<crypto::public_key> const& key, bool include_expired);
   std::set<crypto::public_key> notice_keys();
 
+  // bundles.cpp
+  void export_bundle(json const& req, net::local_http_server::responder respond);
+  void import_bundle(json const& req, net::local_http_server::responder respond);
+  net::http_response finish_import(bundle_manifest const& m, crypto::pointer const& p, std::filesystem::path const& staging);
+
   // push.cpp
   // Seeds the publisher's beacon (net::make_beacon) while this node holds any of its sites, so
   // the publisher's nodes stay connected whatever versions they hold; drops it after the last.
@@ -177,6 +183,7 @@ struct node::impl {
 };
 
 json notice_json(crypto::signed_item const& item);
+std::int64_t now_unix();
 net::http_response json_response(int status, json const& body);
 net::http_response json_error(int status, std::string message);
 
