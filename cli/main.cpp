@@ -213,6 +213,20 @@ int cmd_status(context& c) {
   row("peers", std::to_string(j.value("peers", 0)));
   row("sites", std::to_string(j.value("sites", 0)));
   row("keys", std::to_string(j.value("keys", 0)));
+  if (j.contains("storage") && j["storage"].is_object()) {
+    auto const& st = j["storage"];
+    auto max = st.value("max", std::int64_t(0));
+    row("storage", net::human_bytes(double(st.value("used", std::int64_t(0)))) + " used" +
+                       (max > 0 ? " of " + net::human_bytes(double(max)) : std::string(", no node limit")) + ", keep " +
+                       std::to_string(st.value("keep_versions", 2)) + " versions per site" +
+                       (st.value("refused_over_quota", 0) > 0 ? ", " + std::to_string(st.value("refused_over_quota", 0)) + " refused over quota"
+                                                               : std::string()));
+  }
+  if (j.contains("bandwidth") && j["bandwidth"].is_object()) {
+    auto rate = [](std::int64_t b) { return b > 0 ? net::human_bytes(double(b)) + "/s" : std::string("unlimited"); };
+    row("limits", "upload " + rate(j["bandwidth"].value("max_upload", std::int64_t(0))) + ", download " +
+                      rate(j["bandwidth"].value("max_download", std::int64_t(0))));
+  }
   if (j.contains("push") && j["push"].is_object()) {
     auto const& p = j["push"];
     if (!p.value("enabled", false)) row("push", "off (DHT polling only)");
@@ -358,8 +372,53 @@ int cmd_publish(context& c) {
   return ok;
 }
 
+// "500M", "2G", "750k", "123456" (bytes; decimal units) -> bytes. Throws usage_error.
+std::int64_t parse_size(std::string const& text) {
+  auto digits_end = text.find_first_not_of("0123456789");
+  auto digits = text.substr(0, digits_end);
+  auto unit = digits_end == std::string::npos ? std::string() : text.substr(digits_end);
+  if (digits.empty() || digits.size() > 12) throw usage_error("a size is a number with an optional unit: 750k, 500M, 2G or 1T");
+  std::int64_t n = std::stoll(digits);
+  std::int64_t mult = 1;
+  if (unit == "k" || unit == "K" || unit == "kB") mult = 1000;
+  else if (unit == "M" || unit == "MB") mult = 1000 * 1000;
+  else if (unit == "G" || unit == "GB") mult = 1000LL * 1000 * 1000;
+  else if (unit == "T" || unit == "TB") mult = 1000LL * 1000 * 1000 * 1000;
+  else if (!unit.empty() && unit != "B") throw usage_error("unknown size unit '" + unit + "': use k, M, G or T");
+  if (n <= 0) throw usage_error("a size must be more than zero");
+  return n * mult;
+}
+
+// ADDRESS@VERSION -> (address, version). Throws usage_error.
+std::pair<std::string, std::int64_t> parse_pinned(std::string const& text) {
+  auto at = text.rfind('@');
+  if (at == std::string::npos || at + 1 == text.size() || text.find_first_not_of("0123456789", at + 1) != std::string::npos)
+    throw usage_error("give the version as KEY/SITE@VERSION, e.g. " + text.substr(0, at) + "@3");
+  return {text.substr(0, at), std::stoll(text.substr(at + 1))};
+}
+
+int cmd_pin(context& c, bool on) {
+  auto [address, version] = parse_pinned(c.args[0]);
+  auto r = call_node(c, "POST", on ? "/v1/pin" : "/v1/unpin", json{{"address", address}, {"version", version}}.dump());
+  if (!r) return fail(r.err());
+  if (c.json_output) std::cout << r->dump() << "\n";
+  else std::cout << (on ? "Pinned " : "Unpinned ") << address << "@" << version
+                 << (on ? ": kept until you unpin it\n" : ": it goes when keep-versions says so\n");
+  return ok;
+}
+
+int cmd_gc(context& c) {
+  auto r = call_node(c, "POST", "/v1/gc", "{}", std::chrono::minutes(10));
+  if (!r) return fail(r.err());
+  if (c.json_output) std::cout << r->dump() << "\n";
+  else std::cout << "Freed " << human_bytes((*r)["freed"].get<double>()) << "\n";
+  return ok;
+}
+
 int cmd_follow(context& c, bool follow) {
-  auto r = call_node(c, "POST", follow ? "/v1/follow" : "/v1/unfollow", json{{"address", c.args[0]}}.dump());
+  json req = {{"address", c.args[0]}};
+  if (follow && c.vm.count("max-size")) req["max_size"] = parse_size(c.vm["max-size"].as<std::string>());
+  auto r = call_node(c, "POST", follow ? "/v1/follow" : "/v1/unfollow", req.dump());
   if (!r) return fail(r.err());
   if (c.json_output) std::cout << r->dump() << "\n";
   else if (follow) std::cout << "Following " << (*r)["address"].get<std::string>() << "; see progress with: outlast sites\n";
@@ -493,8 +552,17 @@ std::vector<command> const& commands() {
          d.add(passphrase_options(false));
          return d;
        }, cmd_publish},
-      {"follow", "ADDRESS", "Mirror a site: fetch, verify and seed every new version of KEY/SITE", 1, 1, no_options,
-       [](context& c) { return cmd_follow(c, true); }},
+      {"follow", "ADDRESS", "Mirror a site: fetch, verify and seed every new version of KEY/SITE", 1, 1, [] {
+         po::options_description d("Follow options");
+         d.add_options()("max-size", po::value<std::string>()->value_name("SIZE"),
+                         "Refuse versions larger than this (e.g. 500M, 2G); default: max-site-size");
+         return d;
+       }, [](context& c) { return cmd_follow(c, true); }},
+      {"pin", "ADDRESS@VERSION", "Keep a version of a site on disk (and seeded) whatever keep-versions says", 1, 1, no_options,
+       [](context& c) { return cmd_pin(c, true); }},
+      {"unpin", "ADDRESS@VERSION", "Let a pinned version go when keep-versions says so", 1, 1, no_options,
+       [](context& c) { return cmd_pin(c, false); }},
+      {"gc", "", "Remove versions beyond keep-versions (pinned ones stay) and files no version names", 0, 0, no_options, cmd_gc},
       {"unfollow", "ADDRESS", "Stop mirroring a site and remove its files", 1, 1, no_options, [](context& c) { return cmd_follow(c, false); }},
       {"notice post", "TEXT", "Sign and send a notice to everyone who follows your key (at most 700 bytes)", 1, 1, [] {
          po::options_description d("Notice options");

@@ -46,6 +46,10 @@ constexpr option_doc options_table[] = {
     {"resume-interval", "30", "Seconds between saves of download progress, so a killed node resumes where it was."},
     {"max-upload-rate", "0", "Upload limit in kB/s for the whole node; 0 for none."},
     {"max-download-rate", "0", "Download limit in kB/s for the whole node; 0 for none."},
+    {"keep-versions", "2", "Complete versions kept on disk (and seeded) per site; older ones are removed unless pinned."},
+    {"max-site-size", "20000",
+     "Largest version of a followed site this node fetches, in MB; 0 for no limit. `follow --max-size` sets it per site."},
+    {"max-storage", "0", "Most disk the node's site versions may use, in MB; a new version that would exceed it is refused. 0 for no limit."},
 };
 
 constexpr int option_index(std::string_view name) {
@@ -87,7 +91,10 @@ po::options_description file_options() {
       ("republish-interval", po::value<int>())
       ("resume-interval", po::value<int>())
       ("max-upload-rate", po::value<int>())
-      ("max-download-rate", po::value<int>());
+      ("max-download-rate", po::value<int>())
+      ("keep-versions", po::value<int>())
+      ("max-site-size", po::value<int>())
+      ("max-storage", po::value<int>());
   return d;
 }
 
@@ -112,7 +119,10 @@ po::options_description node_command_options() {
       ("republish-interval", po::value<int>()->value_name("SECONDS"), help_of("republish-interval"))
       ("resume-interval", po::value<int>()->value_name("SECONDS"), help_of("resume-interval"))
       ("max-upload-rate", po::value<int>()->value_name("KB/S"), help_of("max-upload-rate"))
-      ("max-download-rate", po::value<int>()->value_name("KB/S"), help_of("max-download-rate"));
+      ("max-download-rate", po::value<int>()->value_name("KB/S"), help_of("max-download-rate"))
+      ("keep-versions", po::value<int>()->value_name("N"), help_of("keep-versions"))
+      ("max-site-size", po::value<int>()->value_name("MB"), help_of("max-site-size"))
+      ("max-storage", po::value<int>()->value_name("MB"), help_of("max-storage"));
   return d;
 }
 
@@ -175,6 +185,9 @@ result<node_config> load_node_config(std::filesystem::path const& home, po::vari
                                      int_option{"resume-interval", cfg.resume_interval_s, 1, 3600},
                                      int_option{"max-upload-rate", cfg.max_upload_kbps, 0, 2000000},
                                      int_option{"max-download-rate", cfg.max_download_kbps, 0, 2000000},
+                                     int_option{"keep-versions", cfg.keep_versions, 1, 100},
+                                     int_option{"max-site-size", cfg.max_site_mb, 0, 2000000000},
+                                     int_option{"max-storage", cfg.max_storage_mb, 0, 2000000000},
                                      int_option{"gateway-timeout", cfg.gateway_timeout_s, 1, 3600}}) {
     if (auto v = pick(name)) out = v->as<int>();
     if (out < min || out > max)

@@ -118,6 +118,9 @@ json node::impl::status_json(site_table const& table) {
       {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - started).count()},
       {"local_swarm", cfg.local_swarm},
       {"push", push_json()},
+      {"storage", {{"used", storage_bytes}, {"max", std::int64_t(cfg.max_storage_mb) * 1000000}, {"max_site", std::int64_t(cfg.max_site_mb) * 1000000},
+                   {"keep_versions", cfg.keep_versions}, {"refused_over_quota", over_quota}}},
+      {"bandwidth", {{"max_upload", std::int64_t(cfg.max_upload_kbps) * 1000}, {"max_download", std::int64_t(cfg.max_download_kbps) * 1000}}},
       {"refused", {{"rollbacks_and_forks", refusals}, {"invalid", refused_invalid}, {"last", last_refusal}}},
   };
 }
@@ -145,6 +148,13 @@ void node::impl::handle(net::http_request const& req, net::local_http_server::re
   } else if (target == "/v1/publish") {
     if (!method_is("POST")) return;
     if (auto j = body()) publish(*j, std::move(respond));
+  } else if (target == "/v1/gc") {
+    if (!method_is("POST")) return;
+    auto freed = collect_garbage();
+    respond(json_response(200, {{"freed", freed}}));
+  } else if (target == "/v1/pin" || target == "/v1/unpin") {
+    if (!method_is("POST")) return;
+    if (auto j = body()) respond(pin(*j, target == "/v1/pin"));
   } else if (target == "/v1/export") {
     if (!method_is("POST")) return;
     if (auto j = body()) export_bundle(*j, std::move(respond));

@@ -15,7 +15,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::string_view resume_space = "resume";
-constexpr int kept_versions = 2;  // complete versions kept on disk per site (GC policy comes later)
 
 std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
@@ -307,6 +306,12 @@ void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::po
   auto snap = load_site(s);
   auto const& rec = snap.record;
   if (!rec || seq <= rec->version) return;
+  if (auto why = quota_refusal(s, seq, p.size)) {
+    if (site_errors[s] != *why) log.warn("sites", s.address() + ": " + *why);
+    site_errors[s] = *why;
+    ++over_quota;
+    return;
+  }
   for (auto const& [ih, f] : fetching) {
     if (f.site != s) continue;
     if (f.seq >= seq) return;  // already fetching this or a newer one
@@ -391,17 +396,20 @@ void node::impl::on_version_failed(net::info_hash2 const& ih2, std::string const
   log.warn("sites", s.address() + ": " + message);
 }
 
-// Keeps the newest `kept_versions` complete versions and anything newer being fetched.
-void node::impl::prune_versions(site_id const& s) {
+// Keeps the newest `keep-versions` complete versions, pinned ones, and anything newer being
+// fetched.
+std::int64_t node::impl::prune_versions(site_id const& s) {
   std::vector<storage::version_record> doomed;
+  auto pinned = pins(s);
   auto st = store->write([&](storage::txn& t) -> status {
     doomed.clear();  // the transaction may run again after the store grew
     auto versions = t.list_versions(s.key, s.site);
     if (!versions) return versions.err();
     int complete_seen = 0;
     for (auto it = versions->rbegin(); it != versions->rend(); ++it) {
-      if (it->complete && ++complete_seen <= kept_versions) continue;
+      if (it->complete && ++complete_seen <= cfg.keep_versions) continue;
       if (!it->complete && complete_seen == 0) continue;  // newer than anything complete: in flight
+      if (it->complete && pinned.count(it->seq)) continue;
       doomed.push_back(*it);
     }
     for (auto const& v : doomed) {
@@ -412,9 +420,12 @@ void node::impl::prune_versions(site_id const& s) {
   });
   if (!st) {
     log.error("store", "cannot prune old versions of " + s.address() + ": " + st.err().message);
-    return;
+    return 0;
   }
+  std::int64_t freed = 0;
   for (auto const& v : doomed) {
+    freed += v.size;
+    log.info("gc", "removing " + s.address() + " version " + std::to_string(v.seq) + " (keep-versions " + std::to_string(cfg.keep_versions) + ")");
     // Out of the swarm first, then off the disk.
     if (seeding.erase(v.ih2)) session->remove_version(v.ih2, false);
     if (fetching.erase(v.ih2)) session->remove_version(v.ih2, true);
@@ -422,6 +433,7 @@ void node::impl::prune_versions(site_id const& s) {
     fs::remove_all(version_dir(s, v.seq), ec);
     fs::remove(version_dir(s, v.seq).string() + ".torrent", ec);
   }
+  return freed;
 }
 
 // --- publish ---
@@ -573,6 +585,13 @@ net::http_response node::impl::follow(json const& req) {
     return t.put_site({s->key, s->site, storage::site_role::followed, 0, now_s()});
   });
   if (!st) return json_error(st.err().code == errc::already_exists ? 409 : 500, st.err().message);
+  if (req.contains("max_size") && req["max_size"].is_number_integer()) {
+    auto limit = req["max_size"].get<std::int64_t>();
+    if (limit <= 0) return json_error(400, "the size limit must be positive");
+    if (auto e = store->write([&](storage::txn& t) { return t.put_setting("max-size:" + s->address(), std::to_string(limit)); }); !e)
+      return json_error(500, e.err().message);
+    site_errors.erase(*s);  // a refusal under the old limit may not hold any more
+  }
   if (created) log.info("sites", "following " + s->address());
   ensure_beacon(s->key);  // peers already in the publisher's swarm tell us its pointers at once
   // Act on a pointer we already hold (from an earlier follow or an import), then ask the DHT.
@@ -595,6 +614,8 @@ net::http_response node::impl::unfollow(json const& req) {
     if (auto v = t.list_versions(s->key, s->site)) versions = std::move(*v);
     for (auto const& v : versions)
       if (auto e = t.erase_blob(resume_space, net::to_hex(v.ih2)); !e) return e;
+    (void)t.erase_setting("pins:" + s->address());
+    (void)t.erase_setting("max-size:" + s->address());
     return t.erase_site(s->key, s->site);  // signed records stay: they are evidence and cheap
   });
   if (!st) return json_error(500, st.err().message);
@@ -668,6 +689,12 @@ json node::impl::sites_json(site_table const& table) {
               {"reused", reused},
               {"url", gateway_url(cfg, s)}};
     if (auto e = site_errors.find(s); e != site_errors.end()) j["error"] = e->second;
+    auto pinned = pins(s);
+    j["pinned"] = std::vector<std::int64_t>(pinned.begin(), pinned.end());
+    j["kept"] = json::array();
+    for (auto const& v : snap.versions)
+      if (v.complete) j["kept"].push_back(v.seq);
+    if (rec.role == storage::site_role::followed) j["max_size"] = site_limit(s);
     out.push_back(j);
   }
   return out;

@@ -378,3 +378,72 @@ TEST_CASE("an offline bundle carries a site and its notices to a node with no ne
   b.stop();
   c.stop();
 }
+
+TEST_CASE("a version over a site's quota is refused before any download; raising the limit lets it in", "[swarm][quota]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);  // about 2.2 MB
+  test::swarm_node a("a", base.path());
+  a.start({});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  test::swarm_node b("b", base.path(), {"--peer", a.endpoint()});
+  b.start({});
+  REQUIRE(b.cli({"follow", address, "--max-size", "1M"}).code == 0);
+  bool refused = test::wait_until([&] {
+    auto s = b.site(address);
+    return s.contains("error") && s["error"].get<std::string>().find("over this site's limit of 1.0 MB") != std::string::npos;
+  }, 20s);
+  INFO(b.log());
+  REQUIRE(refused);
+  auto s = b.site(address);
+  CHECK(s["version"] == 0);
+  CHECK(s["downloaded"] == 0);
+  CHECK(s["max_size"] == 1000000);
+  CHECK(b.cli_json({"status"})["storage"]["refused_over_quota"].get<int>() >= 1);
+  CHECK(b.cli({"sites"}).out.find("problem: version 1 is") != std::string::npos);
+  REQUIRE(b.cli({"follow", address, "--max-size", "10M"}).code == 0);
+  CHECK(test::wait_until([&] { return has_version(b, address, 1); }, 30s));
+  CHECK(b.cli({"follow", address, "--max-size", "12Q"}).code == 2);  // bad usage, clear message
+  a.stop();
+  b.stop();
+}
+
+TEST_CASE("keep-versions, pins and gc decide what stays on disk", "[swarm][gc]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 1);
+  test::swarm_node a("a", base.path(), {"--keep-versions", "2"});
+  a.start({});
+  std::string address;
+  auto publish = [&](int edition) {
+    std::ofstream(site_dir / "index.html") << "<h1>Edition " << edition << "</h1>\n";
+    auto r = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+    address = r["address"].get<std::string>();
+    return r["version"].get<int>();
+  };
+  auto kept = [&] { return a.site(address)["kept"].get<std::vector<int>>(); };
+  auto dir_of = [&](int v) { return a.home() / "sites" / address.substr(0, address.find('/')) / "news" / std::to_string(v); };
+  for (int e = 1; e <= 3; ++e) REQUIRE(publish(e) == e);
+  CHECK(kept() == std::vector<int>{2, 3});
+  CHECK_FALSE(fs::exists(dir_of(1)));
+  CHECK(a.cli({"pin", address + "@1"}).code != 0);  // gone already: a clear error
+  REQUIRE(a.cli({"pin", address + "@2"}).code == 0);
+  publish(4);
+  publish(5);
+  CHECK(kept() == std::vector<int>{2, 4, 5});
+  CHECK(fs::exists(dir_of(2)));
+  CHECK_FALSE(fs::exists(dir_of(3)));
+  CHECK(a.site(address)["pinned"].get<std::vector<int>>() == std::vector<int>{2});
+  REQUIRE(a.cli({"unpin", address + "@2"}).code == 0);
+  CHECK(kept() == std::vector<int>{4, 5});
+  CHECK_FALSE(fs::exists(dir_of(2)));
+  // A folder no version names (left by a crash) goes at the next gc.
+  fs::create_directories(dir_of(99) / "news");
+  std::ofstream(dir_of(99) / "news" / "junk.bin") << std::string(5000, 'x');
+  auto freed = a.cli_json({"gc"})["freed"].get<std::int64_t>();
+  CHECK(freed >= 5000);
+  CHECK_FALSE(fs::exists(dir_of(99)));
+  CHECK(fs::exists(dir_of(5)));
+  CHECK(a.cli({"pin", address + "@x"}).code == 2);
+  a.stop();
+}

@@ -106,6 +106,7 @@ struct node::impl {
     std::chrono::steady_clock::time_point last{};
   };
   std::map<crypto::public_key, token_bucket> publisher_buckets;  // push forwarding, per publisher
+  std::int64_t over_quota = 0;                                  // versions refused for quota
   std::int64_t push_held_back = 0;                              // records not forwarded for rate
   std::map<crypto::public_key, net::info_hash2> beacons;        // publishers whose beacon we seed
 
@@ -143,7 +144,15 @@ struct node::impl {
   void consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p);
   void on_version_finished(net::info_hash2 const& ih2);
   void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
-  void prune_versions(site_id const& s);
+  std::int64_t prune_versions(site_id const& s);  // bytes freed
+
+  // quota.cpp
+  std::int64_t site_limit(site_id const& s) const;  // bytes; 0: none
+  std::set<std::int64_t> pins(site_id const& s) const;
+  // Why a version of this size may not be fetched, if it may not.
+  std::optional<std::string> quota_refusal(site_id const& s, std::int64_t seq, std::int64_t size);
+  std::int64_t collect_garbage();  // bytes freed
+  net::http_response pin(json const& req, bool on);
   void publish(json const& req, net::local_http_server::responder respond);
   void finish_publish(site_id s, std::int64_t seq, std::shared_ptr<crypto::key_pair> kp, net::built_torrent built,
                       bool force, std::vector<std::string> notes, net::local_http_server::responder respond);

@@ -1,0 +1,123 @@
+// Storage policy: per-site and per-node quotas, versions kept per site, pins, and garbage
+// collection. A version over quota is refused before a byte of it is fetched; the last good
+// version keeps serving.
+#include <boost/algorithm/string/split.hpp>
+
+#include "node/detail/node_impl.hpp"
+
+namespace outlast::node {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr std::int64_t mb = 1000 * 1000;
+
+std::string human(std::int64_t bytes) {
+  char buf[32];
+  if (bytes >= 1000 * mb) std::snprintf(buf, sizeof buf, "%.1f GB", double(bytes) / (1000.0 * mb));
+  else if (bytes >= mb) std::snprintf(buf, sizeof buf, "%.1f MB", double(bytes) / mb);
+  else std::snprintf(buf, sizeof buf, "%.1f kB", double(bytes) / 1000.0);
+  return buf;
+}
+
+}  // namespace
+
+std::int64_t node::impl::site_limit(site_id const& s) const {
+  if (auto v = store->get_setting("max-size:" + s.address()); v && *v) return std::stoll(**v);
+  return std::int64_t(cfg.max_site_mb) * mb;
+}
+
+std::set<std::int64_t> node::impl::pins(site_id const& s) const {
+  std::set<std::int64_t> out;
+  if (auto v = store->get_setting("pins:" + s.address()); v && *v) {
+    std::vector<std::string> parts;
+    boost::split(parts, **v, [](char c) { return c == ','; });
+    for (auto const& p : parts)
+      if (!p.empty()) out.insert(std::stoll(p));
+  }
+  return out;
+}
+
+std::optional<std::string> node::impl::quota_refusal(site_id const& s, std::int64_t seq, std::int64_t size) {
+  auto limit = site_limit(s);
+  if (limit > 0 && size > limit)
+    return "version " + std::to_string(seq) + " is " + human(size) + ", over this site's limit of " + human(limit) +
+           " (follow --max-size, or max-site-size in outlast.conf); the last good version keeps serving";
+  if (cfg.max_storage_mb <= 0) return std::nullopt;
+  std::int64_t used = 0, reclaimable = 0;
+  auto table = load_site_table();
+  for (auto const& [rec, snap] : table) {
+    int complete_seen = 0;
+    auto pinned = pins({rec.key, rec.name});
+    for (auto it = snap.versions.rbegin(); it != snap.versions.rend(); ++it) {
+      used += it->size;
+      // What the new version pushes out of this site once it completes.
+      if (rec.key == s.key && rec.name == s.site && it->complete && ++complete_seen >= cfg.keep_versions && !pinned.count(it->seq))
+        reclaimable += it->size;
+    }
+  }
+  auto after = used + size - reclaimable;
+  auto cap = std::int64_t(cfg.max_storage_mb) * mb;
+  if (after > cap)
+    return "version " + std::to_string(seq) + " (" + human(size) + ") would bring this node's storage to " + human(after) +
+           ", over max-storage " + human(cap) + "; the last good version keeps serving";
+  return std::nullopt;
+}
+
+std::int64_t node::impl::collect_garbage() {
+  std::int64_t freed = 0;
+  for (auto const& rec : load_sites()) {
+    site_id s{rec.key, rec.name};
+    freed += prune_versions(s);
+    // Folders no version record points at (a crash between the store and the disk).
+    auto snap = load_site(s);
+    std::error_code ec;
+    for (auto const& e : fs::directory_iterator(version_dir(s, 0).parent_path(), ec)) {
+      auto name = e.path().filename().string();
+      auto stem = name.substr(0, name.find('.'));
+      if (stem.empty() || stem.find_first_not_of("0123456789") != std::string::npos) continue;  // staging, imports
+      auto seq = std::stoll(stem);
+      bool known = false;
+      for (auto const& v : snap.versions) known = known || v.seq == seq;
+      bool busy = false;
+      for (auto const& [ih, f] : fetching) busy = busy || (f.site == s && f.seq == seq);
+      if (known || busy) continue;
+      std::error_code sec;
+      for (auto const& f : fs::recursive_directory_iterator(e.path(), sec))
+        if (f.is_regular_file(sec)) freed += static_cast<std::int64_t>(f.file_size(sec));
+      if (e.is_regular_file(sec)) freed += static_cast<std::int64_t>(e.file_size(sec));
+      fs::remove_all(e.path(), sec);
+      log.info("gc", "removed " + e.path().string() + ", which no version record names");
+    }
+  }
+  return freed;
+}
+
+net::http_response node::impl::pin(json const& req, bool on) {
+  auto s = parse_address(req.value("address", ""));
+  if (!s) return json_error(400, s.err().message);
+  auto seq = req.value("version", std::int64_t(0));
+  auto snap = load_site(*s);
+  if (!snap.record) return json_error(404, "this node holds no site " + s->address());
+  auto p = pins(*s);
+  if (on) {
+    bool held = false;
+    for (auto const& v : snap.versions) held = held || (v.seq == seq && v.complete);
+    if (!held) return json_error(404, "no complete version " + std::to_string(seq) + " of " + s->address() + " here");
+    p.insert(seq);
+  } else if (!p.erase(seq)) {
+    return json_error(404, "version " + std::to_string(seq) + " of " + s->address() + " is not pinned");
+  }
+  std::string value;
+  for (auto v : p) value += (value.empty() ? "" : ",") + std::to_string(v);
+  auto st = store->write([&](storage::txn& t) {
+    return value.empty() ? t.erase_setting("pins:" + s->address()) : t.put_setting("pins:" + s->address(), value);
+  });
+  if (!st) return json_error(500, st.err().message);
+  log.info("gc", std::string(on ? "pinned " : "unpinned ") + s->address() + "@" + std::to_string(seq));
+  if (!on) prune_versions(*s);
+  return json_response(200, {{"address", s->address()}, {"version", seq}, {"pinned", on}});
+}
+
+}  // namespace outlast::node
