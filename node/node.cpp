@@ -72,7 +72,7 @@ void node::impl::begin_stop() {
   if (stopping) return;
   stopping = true;
   cancel_jobs = true;
-  for (auto* t : {&save_timer, &poll_timer, &republish_timer, &resume_timer, &view_timer}) t->cancel();
+  for (auto* t : {&save_timer, &poll_timer, &republish_timer, &resume_timer, &view_timer, &forward_timer}) t->cancel();
   if (control) control->stop();
   if (gateway) gateway->stop();
   if (session) {

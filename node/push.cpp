@@ -70,22 +70,46 @@ void node::impl::note_arrival(crypto::signed_item const& item, std::string const
 void node::impl::forward(crypto::signed_item const& item, net::peer_ref except) {
   if (!session || !cfg.push) return;
   // A publisher's records go on at most `rate` a second (bursts of `burst`): a key that signs a
-  // flood cannot make every mirror flood its peers. What is held back still reaches peers
-  // through the "have" exchange on their next connection and through the DHT.
-  constexpr double rate = 10, burst = 30;
+  // flood cannot make every mirror flood its peers. What is over the limit waits, newest per
+  // (key, salt) only, and goes when tokens are back: a legitimate burst arrives late, not never.
+  constexpr double rate = 20, burst = 100;
   auto now = std::chrono::steady_clock::now();
   auto& b = publisher_buckets[item.key];
   if (b.last == std::chrono::steady_clock::time_point{}) b.tokens = burst;
   b.tokens = std::min(burst, b.tokens + std::chrono::duration<double>(now - b.last).count() * rate);
   b.last = now;
-  if (b.tokens < 1) {
+  if (b.tokens < 1 || !b.waiting.empty()) {
     ++push_held_back;
-    log.debug("push", "not forwarding " + item.key.to_text() + "/" + item.salt + " seq " + std::to_string(item.seq) +
-                          ": over the publisher's push rate");
+    auto& w = b.waiting[item.salt];
+    if (w.first.seq < item.seq) w = {item, except};
+    schedule_forward_flush();
     return;
   }
   b.tokens -= 1;
   session->push_record(item, except);
+}
+
+void node::impl::schedule_forward_flush() {
+  if (forward_flush_pending) return;
+  forward_flush_pending = true;
+  forward_timer.expires_after(std::chrono::milliseconds(50));
+  forward_timer.async_wait([this](boost::system::error_code ec) {
+    forward_flush_pending = false;
+    if (ec || stopping) return;
+    bool more = false;
+    auto now = std::chrono::steady_clock::now();
+    for (auto& [key, b] : publisher_buckets) {
+      b.tokens = std::min(100.0, b.tokens + std::chrono::duration<double>(now - b.last).count() * 20.0);
+      b.last = now;
+      while (!b.waiting.empty() && b.tokens >= 1) {
+        auto node = b.waiting.extract(b.waiting.begin());
+        b.tokens -= 1;
+        session->push_record(node.mapped().first, node.mapped().second);
+      }
+      more = more || !b.waiting.empty();
+    }
+    if (more) schedule_forward_flush();
+  });
 }
 
 void node::impl::on_push_hello(net::peer_ref ref, crypto::public_key const& publisher, std::string const& who) {

@@ -1,7 +1,9 @@
 // Swarm tests: several real nodes on 127.0.0.1, finding each other through a private DHT.
 #include <catch2/catch.hpp>
 #include <fstream>
+#include <array>
 #include <random>
+#include <thread>
 
 #include "crypto/base32.hpp"
 #include "crypto/key_file.hpp"
@@ -446,4 +448,55 @@ TEST_CASE("keep-versions, pins and gc decide what stays on disk", "[swarm][gc]")
   CHECK(fs::exists(dir_of(5)));
   CHECK(a.cli({"pin", address + "@x"}).code == 2);
   a.stop();
+}
+
+TEST_CASE("fault drill: publisher, mirror and reader SIGKILLed at random points; nothing acknowledged is lost, all converge",
+          "[swarm][fault]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 40);  // about 4.6 MB: publishing and syncing take long enough to be cut short
+  test::swarm_node a("a", base.path(), fast_schedules);
+  a.start({});
+  auto first = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  auto address = first["address"].get<std::string>();
+  std::int64_t acknowledged = first["version"].get<std::int64_t>();
+  test::swarm_node b("b", base.path(), fast_schedules), c("c", base.path(), fast_schedules);
+  b.start({a.endpoint()}, {"--peer", a.endpoint()});
+  REQUIRE(b.cli({"follow", address}).code == 0);
+  c.start({b.endpoint()}, {"--peer", b.endpoint()});
+  REQUIRE(c.cli({"follow", address}).code == 0);
+
+  std::mt19937 rng(20261128);
+  int const rounds = 20;
+  for (int round = 0; round < rounds; ++round) {
+    INFO("round " << round);
+    write_random(site_dir / "articles" / ("a" + std::to_string(round % 40) + ".html"), 64 * 1024, 5000u + static_cast<unsigned>(round));
+    // A publish in flight, and one of the three nodes killed at a random moment of it.
+    test::process publish({OUTLAST_BINARY, "--home", a.home().string(), "publish", site_dir.string(), "--site", "news", "--json"},
+                          base.path());
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 400));  // the fault's moment, not a wait for a condition
+    auto* victim = std::array<test::swarm_node*, 3>{&a, &b, &c}[rng() % 3];
+    victim->kill();
+    auto code = publish.wait(60s);
+    REQUIRE(code);
+    if (*code == 0) acknowledged = json::parse(publish.out())["version"].get<std::int64_t>();
+    // Restart whoever died, with the same port, as systemd would.
+    if (victim == &a) a.start({});
+    else if (victim == &b) b.start({a.endpoint()}, {"--peer", a.endpoint()});
+    else c.start({b.endpoint()}, {"--peer", b.endpoint()});
+    // What the publisher acknowledged is there after any restart.
+    auto held = a.site(address);
+    REQUIRE(!held.is_null());
+    CHECK(held["version"].get<std::int64_t>() >= acknowledged);
+  }
+  // A last, clean publish: every node must converge on it with identical files.
+  write_random(site_dir / "articles" / "final.html", 64 * 1024, 777);
+  auto last = a.cli_json({"publish", site_dir.string(), "--site", "news"})["version"].get<std::int64_t>();
+  CHECK(last > acknowledged);
+  bool converged = test::wait_until([&] { return has_version(b, address, last) && has_version(c, address, last); }, 120s);
+  INFO("b:\n" << b.log() << "\nc:\n" << c.log());
+  REQUIRE(converged);
+  CHECK(same_tree(site_dir, mirrored_files(b, address, last)));
+  CHECK(same_tree(site_dir, mirrored_files(c, address, last)));
+  for (auto* n : {&a, &b, &c}) n->stop();
 }

@@ -104,7 +104,10 @@ struct node::impl {
   struct token_bucket {
     double tokens = 0;
     std::chrono::steady_clock::time_point last{};
+    std::map<std::string, std::pair<crypto::signed_item, net::peer_ref>> waiting;  // by salt: newest over the limit
   };
+  boost::asio::steady_timer forward_timer{ioc};
+  bool forward_flush_pending = false;
   std::map<crypto::public_key, token_bucket> publisher_buckets;  // push forwarding, per publisher
   std::int64_t over_quota = 0;                                  // versions refused for quota
   std::int64_t push_held_back = 0;                              // records not forwarded for rate
@@ -179,6 +182,7 @@ struct node::impl {
   bool is_beacon(net::info_hash2 const& ih2) const;
   void note_arrival(crypto::signed_item const& item, std::string const& via);
   void forward(crypto::signed_item const& item, net::peer_ref except);  // to peers, rate-limited per publisher
+  void schedule_forward_flush();
   void on_push_hello(net::peer_ref ref, crypto::public_key const& publisher, std::string const& who);
   void on_push_message(net::peer_ref ref, crypto::public_key const& publisher, std::string const& who, net::push_message const& msg);
   json records_json(crypto::public_key const& key);
