@@ -122,9 +122,9 @@ figures run_mode(bool push, int n_nodes, int notices, int updates, int poll_s) {
   std::ofstream(site / "index.html") << "<!doctype html><title>News</title><h1>Edition 1</h1>\n";
   std::ofstream(site / "style.css") << "body { font-family: serif; }\n";
 
-  // Re-announcing every 10 s keeps the first pointer findable in a DHT of 21 nodes that grows
+  // Re-announcing every 30 s keeps the first pointer findable in a DHT of 21 nodes that grows
   // while the followers start (what the publisher put at first went to the few nodes there were).
-  std::vector<std::string> common{"--poll-interval", std::to_string(poll_s), "--republish-interval", "10"};
+  std::vector<std::string> common{"--poll-interval", std::to_string(poll_s), "--republish-interval", "30"};
   if (!push) common.push_back("--no-push");
   node_proc pub{base / "publisher", nullptr, ""};
   auto flags = common;

@@ -103,6 +103,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
   bool dht_ready_reported = false;
   std::vector<boost::asio::ip::tcp::endpoint> static_peers;
   std::chrono::steady_clock::time_point last_announce{};
+  std::chrono::steady_clock::time_point last_bootstrap{};
   int outstanding_resume = 0;
 
   struct torrent_entry {
@@ -410,8 +411,15 @@ struct session::impl : std::enable_shared_from_this<impl> {
     cached.dht_running = ses->is_dht_running();
     if (cached.dht_running && !bootstrapped) {
       bootstrapped = true;
+      last_bootstrap = std::chrono::steady_clock::now();
       add_bootstrap_nodes();
       log("info", "DHT running, node id " + node_id());
+    } else if (bootstrapped && cached.dht_nodes == 0 && std::chrono::steady_clock::now() - last_bootstrap > std::chrono::seconds(5)) {
+      // Still no DHT node: the first contact was lost (libtorrent retries its routers by name,
+      // not the IP-literal nodes we add). Knock again, every 5 s until someone answers.
+      last_bootstrap = std::chrono::steady_clock::now();
+      add_bootstrap_nodes();
+      log("debug", "no DHT nodes yet: contacting the bootstrap nodes again");
     }
     ses->post_session_stats();
     if (!dht_ready_reported && cached.dht_nodes > 0) {

@@ -380,6 +380,18 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
   auto state = session->version_state(ih2);
   log.info("sites", "mirrored " + f.site.address() + " version " + std::to_string(f.seq) + " (downloaded " +
                         std::to_string(state ? state->payload_down : 0) + " bytes, reused " + std::to_string(state ? state->reused : 0) + ")");
+  // Its .torrent (piece layers included) beside the files: the gateway indexes the version from
+  // it at once (resume data comes a moment later), and export and restarts need it.
+  // Written on the worker: a durable write (fsync) would hold up push messages on this thread.
+  if (auto t = session->torrent_file(ih2)) {
+    boost::asio::post(workers, [this, path = version_dir(f.site, f.seq).string() + ".torrent", t = std::move(*t), f] {
+      auto w = crypto::write_private_file(path, t, true);
+      boost::asio::post(ioc, [this, w, f] {
+        if (!w) log.warn("sites", "cannot keep the metadata of " + f.site.address() + " version " + std::to_string(f.seq) + ": " + w.err().message);
+        else refresh_view();
+      });
+    });
+  }
   // The previous version keeps seeding until pruned: peers still on it are reached by push there.
   seeding[ih2] = f.site;
   prune_versions(f.site);
