@@ -141,6 +141,20 @@ TEST_CASE("config: bad files and values are named in the error", "[unit][config]
     CHECK(r.err().message.find("listen") != std::string::npos);
   }
   SECTION("bad log level") { CHECK_FALSE(node::load_node_config(dir.path(), parse_cli({"--log-level", "loud"}))); }
+  SECTION("a value holding Boost's %placeholder% is refused at once (it used to hang; found by fuzz_config)") {
+    test::write_file(dir / "outlast.conf", "# 100% fine in a comment\nupnp = %original_token%\n");
+    auto r = node::load_node_config(dir.path(), parse_cli({}));
+    REQUIRE_FALSE(r);
+    CHECK(r.err().message.find("outlast.conf:2") != std::string::npos);
+  }
+  SECTION("quota and keep-versions bounds") {
+    CHECK_FALSE(node::load_node_config(dir.path(), parse_cli({"--keep-versions", "0"})));
+    CHECK_FALSE(node::load_node_config(dir.path(), parse_cli({"--max-storage", "-1"})));
+    auto ok = node::load_node_config(dir.path(), parse_cli({"--keep-versions", "3", "--max-site-size", "500"}));
+    REQUIRE(ok);
+    CHECK(ok->keep_versions == 3);
+    CHECK(ok->max_site_mb == 500);
+  }
   SECTION("a gateway off loopback needs --gateway-public") {
     auto r = node::load_node_config(dir.path(), parse_cli({"--gateway", "0.0.0.0:8088"}));
     REQUIRE_FALSE(r);
