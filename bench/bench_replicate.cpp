@@ -201,7 +201,13 @@ double run_reference(fs::path const& work, fs::path const& site) {
 // The single-core hashing floor: `openssl dgst -sha256` over every file of the site in one
 // process (SHA-NI where the CPU has it). Files are in the page cache for both, as for publish.
 double run_openssl(fs::path const& work, fs::path const& site) {
-  std::vector<std::string> args{"openssl", "dgst", "-sha256"};
+  std::string openssl_path = "openssl";
+  for (auto const* dir : {"/usr/bin", "/usr/local/bin", "/bin"})
+    if (fs::exists(fs::path(dir) / "openssl")) {
+      openssl_path = (fs::path(dir) / "openssl").string();
+      break;
+    }
+  std::vector<std::string> args{openssl_path, "dgst", "-sha256"};
   for (auto const& e : fs::recursive_directory_iterator(site))
     if (e.is_regular_file()) args.push_back(e.path().string());
   auto t0 = clk::now();
