@@ -61,19 +61,19 @@ class push_peer final : public lt::peer_plugin, public std::enable_shared_from_t
     if (m_ref == 0) return false;  // push before the handshake: libtorrent disconnects the peer
     if (length < 0 || static_cast<std::size_t>(length) > max_push_payload) {
       ++m_hub->counters.dropped_bad;
-      disconnect("a push message of " + std::to_string(length) + " bytes");
+      disconnect();  // oversized
       return true;
     }
     if (!m_pc.packet_finished()) return true;
     if (!take_token()) {
       ++m_hub->counters.dropped_rate;
-      if (++m_dropped > m_hub->limits().disconnect_after) disconnect("flooding push messages");
+      if (++m_dropped > m_hub->limits().disconnect_after) disconnect();  // flooding
       return true;
     }
     auto decoded = decode_push({body.data(), static_cast<std::size_t>(body.size())});
     if (!decoded) {
       ++m_hub->counters.dropped_bad;
-      disconnect(decoded.err().message);
+      disconnect();  // malformed
       return true;
     }
     ++m_hub->counters.received;
@@ -96,8 +96,7 @@ class push_peer final : public lt::peer_plugin, public std::enable_shared_from_t
     ++m_hub->counters.sent;
   }
 
-  void disconnect(std::string const& why) {
-    m_why = why;
+  void disconnect() {
     m_pc.disconnect(lt::errors::make_error_code(lt::errors::invalid_message), lt::operation_t::bittorrent,
                     lt::peer_connection_interface::peer_error);
   }
@@ -122,7 +121,7 @@ class push_peer final : public lt::peer_plugin, public std::enable_shared_from_t
   crypto::public_key m_publisher;
   int m_their_id = 0;
   peer_ref m_ref = 0;
-  std::string m_who, m_why;
+  std::string m_who;
   double m_tokens;
   std::chrono::steady_clock::time_point m_refill;
   std::int64_t m_dropped = 0;
@@ -169,7 +168,7 @@ void push_plugin::send(peer_ref to, std::string const& payload) {
   if (auto p = it->second.lock()) p->send(payload);
 }
 
-int push_plugin::send_all(crypto::public_key const& publisher, std::string const& payload, peer_ref except) {
+void push_plugin::send_all(crypto::public_key const& publisher, std::string const& payload, peer_ref except) {
   // Not back to the node it came from, on any of its connections.
   std::optional<lt::peer_id> source;
   if (auto it = m_peers.find(except); it != m_peers.end())
@@ -177,23 +176,20 @@ int push_plugin::send_all(crypto::public_key const& publisher, std::string const
   // A node connected through several versions gets it on each connection: one of them may be
   // closing (a version retired, or re-added after placing files) and take a queued message with
   // it. The copies cost the receiver a lookup; only the first is forwarded further.
-  int n = 0;
   for (auto const& [ref, weak] : m_peers) {
     auto p = weak.lock();
     if (!p || ref == except || p->disconnecting() || !(p->publisher() == publisher)) continue;
     if (source && p->pid() == *source) continue;
     p->send(payload);
-    ++n;
   }
-  return n;
 }
 
-void push_plugin::drop(peer_ref who, std::string const& reason) {
+void push_plugin::drop(peer_ref who) {
   auto it = m_peers.find(who);
   if (it == m_peers.end()) return;
   if (auto p = it->second.lock()) {
     ++counters.dropped_bad;
-    p->disconnect(reason);
+    p->disconnect();
   }
 }
 

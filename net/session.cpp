@@ -671,7 +671,8 @@ void session::push_record(crypto::signed_item const& item, peer_ref except) {
 }
 
 void session::push_drop(peer_ref who, std::string reason) {
-  m_impl->on_network_thread([who, reason = std::move(reason)](detail::push_plugin& hub) { hub.drop(who, reason); });
+  m_impl->log("info", "disconnecting a push peer: " + reason);
+  m_impl->on_network_thread([who](detail::push_plugin& hub) { hub.drop(who); });
 }
 
 push_stats session::push_counters() const {

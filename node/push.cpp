@@ -67,17 +67,26 @@ void node::impl::note_arrival(crypto::signed_item const& item, std::string const
   a = {item.seq, now_ms(), via};
 }
 
+namespace {
+
+// A publisher's records go on at most `forward_rate` a second (bursts of `forward_burst`): a key
+// that signs a flood cannot make every mirror flood its peers. What is over the limit waits,
+// newest per (key, salt) only, and goes when tokens are back: a legitimate burst arrives late,
+// not never.
+constexpr double forward_rate = 20, forward_burst = 100;
+
+void refill(node::impl::token_bucket& b, std::chrono::steady_clock::time_point now) {
+  b.tokens = b.tokens < 0 ? forward_burst
+                          : std::min(forward_burst, b.tokens + std::chrono::duration<double>(now - b.last).count() * forward_rate);
+  b.last = now;
+}
+
+}  // namespace
+
 void node::impl::forward(crypto::signed_item const& item, net::peer_ref except) {
   if (!session || !cfg.push) return;
-  // A publisher's records go on at most `rate` a second (bursts of `burst`): a key that signs a
-  // flood cannot make every mirror flood its peers. What is over the limit waits, newest per
-  // (key, salt) only, and goes when tokens are back: a legitimate burst arrives late, not never.
-  constexpr double rate = 20, burst = 100;
-  auto now = std::chrono::steady_clock::now();
   auto& b = publisher_buckets[item.key];
-  if (b.last == std::chrono::steady_clock::time_point{}) b.tokens = burst;
-  b.tokens = std::min(burst, b.tokens + std::chrono::duration<double>(now - b.last).count() * rate);
-  b.last = now;
+  refill(b, std::chrono::steady_clock::now());
   if (b.tokens < 1 || !b.waiting.empty()) {
     ++push_held_back;
     auto& w = b.waiting[item.salt];
@@ -99,8 +108,7 @@ void node::impl::schedule_forward_flush() {
     bool more = false;
     auto now = std::chrono::steady_clock::now();
     for (auto& [key, b] : publisher_buckets) {
-      b.tokens = std::min(100.0, b.tokens + std::chrono::duration<double>(now - b.last).count() * 20.0);
-      b.last = now;
+      refill(b, now);
       while (!b.waiting.empty() && b.tokens >= 1) {
         auto node = b.waiting.extract(b.waiting.begin());
         b.tokens -= 1;

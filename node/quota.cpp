@@ -3,6 +3,7 @@
 // version keeps serving.
 #include <boost/algorithm/string/split.hpp>
 
+#include "net/format.hpp"
 #include "node/detail/node_impl.hpp"
 
 namespace outlast::node {
@@ -12,56 +13,46 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr std::int64_t mb = 1000 * 1000;
-
-std::string human(std::int64_t bytes) {
-  char buf[32];
-  if (bytes >= 1000 * mb) std::snprintf(buf, sizeof buf, "%.1f GB", double(bytes) / (1000.0 * mb));
-  else if (bytes >= mb) std::snprintf(buf, sizeof buf, "%.1f MB", double(bytes) / mb);
-  else std::snprintf(buf, sizeof buf, "%.1f kB", double(bytes) / 1000.0);
-  return buf;
-}
+using net::human_bytes;
 
 }  // namespace
 
-std::int64_t node::impl::site_limit(site_id const& s) const {
-  if (auto v = store->get_setting("max-size:" + s.address()); v && *v) return std::stoll(**v);
-  return std::int64_t(cfg.max_site_mb) * mb;
-}
-
-std::set<std::int64_t> node::impl::pins(site_id const& s) const {
-  std::set<std::int64_t> out;
-  if (auto v = store->get_setting("pins:" + s.address()); v && *v) {
+void read_site_policy(storage::txn& t, std::string const& address, site_snapshot& snap) {
+  if (auto v = t.get_setting("max-size:" + address); v && *v) snap.max_size = std::stoll(**v);
+  if (auto v = t.get_setting("pins:" + address); v && *v) {
     std::vector<std::string> parts;
     boost::split(parts, **v, [](char c) { return c == ','; });
     for (auto const& p : parts)
-      if (!p.empty()) out.insert(std::stoll(p));
+      if (!p.empty()) snap.pins.insert(std::stoll(p));
   }
-  return out;
+}
+
+std::int64_t node::impl::site_limit(site_snapshot const& snap) const {
+  return snap.max_size.value_or(std::int64_t(cfg.max_site_mb) * mb);
 }
 
 std::optional<std::string> node::impl::quota_refusal(site_id const& s, std::int64_t seq, std::int64_t size) {
-  auto limit = site_limit(s);
+  auto limit = site_limit(load_site(s));
   if (limit > 0 && size > limit)
-    return "version " + std::to_string(seq) + " is " + human(size) + ", over this site's limit of " + human(limit) +
+    return "version " + std::to_string(seq) + " is " + human_bytes(size) + ", over this site's limit of " + human_bytes(limit) +
            " (follow --max-size, or max-site-size in outlast.conf); the last good version keeps serving";
   if (cfg.max_storage_mb <= 0) return std::nullopt;
   std::int64_t used = 0, reclaimable = 0;
   auto table = load_site_table();
   for (auto const& [rec, snap] : table) {
     int complete_seen = 0;
-    auto pinned = pins({rec.key, rec.name});
     for (auto it = snap.versions.rbegin(); it != snap.versions.rend(); ++it) {
       used += it->size;
       // What the new version pushes out of this site once it completes.
-      if (rec.key == s.key && rec.name == s.site && it->complete && ++complete_seen >= cfg.keep_versions && !pinned.count(it->seq))
+      if (rec.key == s.key && rec.name == s.site && it->complete && ++complete_seen >= cfg.keep_versions && !snap.pins.count(it->seq))
         reclaimable += it->size;
     }
   }
   auto after = used + size - reclaimable;
   auto cap = std::int64_t(cfg.max_storage_mb) * mb;
   if (after > cap)
-    return "version " + std::to_string(seq) + " (" + human(size) + ") would bring this node's storage to " + human(after) +
-           ", over max-storage " + human(cap) + "; the last good version keeps serving";
+    return "version " + std::to_string(seq) + " (" + human_bytes(size) + ") would bring this node's storage to " + human_bytes(after) +
+           ", over max-storage " + human_bytes(cap) + "; the last good version keeps serving";
   return std::nullopt;
 }
 
@@ -100,7 +91,7 @@ net::http_response node::impl::pin(json const& req, bool on) {
   auto seq = req.value("version", std::int64_t(0));
   auto snap = load_site(*s);
   if (!snap.record) return json_error(404, "this node holds no site " + s->address());
-  auto p = pins(*s);
+  auto p = snap.pins;
   if (on) {
     bool held = false;
     for (auto const& v : snap.versions) held = held || (v.seq == seq && v.complete);

@@ -52,6 +52,7 @@ site_snapshot node::impl::load_site(site_id const& s) const {
     if (auto r = t.get_site(s.key, s.site); r && *r) snap.record = **r;
     if (auto v = t.list_versions(s.key, s.site)) snap.versions = std::move(*v);
     if (auto r = t.get_record(s.key, s.site); r && *r) snap.pointer = **r;
+    read_site_policy(t, s.address(), snap);
     return {};
   });
   return snap;
@@ -79,6 +80,7 @@ site_table node::impl::load_site_table() const {
       snap.record = rec;
       if (auto v = t.list_versions(rec.key, rec.name)) snap.versions = std::move(*v);
       if (auto r = t.get_record(rec.key, rec.name); r && *r) snap.pointer = **r;
+      read_site_policy(t, site_id{rec.key, rec.name}.address(), snap);
       table.emplace_back(std::move(rec), std::move(snap));
     }
     return {};
@@ -412,7 +414,7 @@ void node::impl::on_version_failed(net::info_hash2 const& ih2, std::string const
 // fetched.
 std::int64_t node::impl::prune_versions(site_id const& s) {
   std::vector<storage::version_record> doomed;
-  auto pinned = pins(s);
+  auto pinned = load_site(s).pins;
   auto st = store->write([&](storage::txn& t) -> status {
     doomed.clear();  // the transaction may run again after the store grew
     auto versions = t.list_versions(s.key, s.site);
@@ -701,12 +703,11 @@ json node::impl::sites_json(site_table const& table) {
               {"reused", reused},
               {"url", gateway_url(cfg, s)}};
     if (auto e = site_errors.find(s); e != site_errors.end()) j["error"] = e->second;
-    auto pinned = pins(s);
-    j["pinned"] = std::vector<std::int64_t>(pinned.begin(), pinned.end());
+    j["pinned"] = std::vector<std::int64_t>(snap.pins.begin(), snap.pins.end());
     j["kept"] = json::array();
     for (auto const& v : snap.versions)
       if (v.complete) j["kept"].push_back(v.seq);
-    if (rec.role == storage::site_role::followed) j["max_size"] = site_limit(s);
+    if (rec.role == storage::site_role::followed) j["max_size"] = site_limit(snap);
     out.push_back(j);
   }
   return out;

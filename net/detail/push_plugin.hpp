@@ -63,9 +63,9 @@ class push_plugin final : public lt::plugin, public std::enable_shared_from_this
   // Network thread only.
   void send(peer_ref to, std::string const& payload);
   // To every push connection in a swarm of `publisher`, but not to the node behind `except`
-  // (0: none). Returns how many connections it went to.
-  int send_all(crypto::public_key const& publisher, std::string const& payload, peer_ref except);
-  void drop(peer_ref who, std::string const& reason);
+  // (0: none).
+  void send_all(crypto::public_key const& publisher, std::string const& payload, peer_ref except);
+  void drop(peer_ref who);
 
   push_counters counters;
 

@@ -54,7 +54,13 @@ struct site_snapshot {
   std::optional<storage::site_record> record;
   std::vector<storage::version_record> versions;  // by seq
   std::optional<crypto::signed_item> pointer;     // the newest signed pointer held
+  // Per-site policy (settings "pins:ADDRESS", "max-size:ADDRESS"), read in the same transaction.
+  std::set<std::int64_t> pins;
+  std::optional<std::int64_t> max_size;  // bytes, when set with follow --max-size
 };
+
+// Fills `snap.pins` and `snap.max_size` for the site at `address`.
+void read_site_policy(storage::txn& t, std::string const& address, site_snapshot& snap);
 
 // Every site with its snapshot, read once for the status, the site list and the gateway view.
 using site_table = std::vector<std::pair<storage::site_record, site_snapshot>>;
@@ -102,7 +108,7 @@ struct node::impl {
   };
   std::map<std::pair<crypto::public_key, std::string>, arrival> arrivals;
   struct token_bucket {
-    double tokens = 0;
+    double tokens = -1;  // -1: never used (starts full)
     std::chrono::steady_clock::time_point last{};
     std::map<std::string, std::pair<crypto::signed_item, net::peer_ref>> waiting;  // by salt: newest over the limit
   };
@@ -150,8 +156,7 @@ struct node::impl {
   std::int64_t prune_versions(site_id const& s);  // bytes freed
 
   // quota.cpp
-  std::int64_t site_limit(site_id const& s) const;  // bytes; 0: none
-  std::set<std::int64_t> pins(site_id const& s) const;
+  std::int64_t site_limit(site_snapshot const& snap) const;  // bytes; 0: none
   // Why a version of this size may not be fetched, if it may not.
   std::optional<std::string> quota_refusal(site_id const& s, std::int64_t seq, std::int64_t size);
   std::int64_t collect_garbage();  // bytes freed
