@@ -24,12 +24,14 @@ run: build
 	$(BUILD)/cli/outlast $(if $(HOME_DIR),--home $(HOME_DIR)) init
 	$(BUILD)/cli/outlast $(if $(HOME_DIR),--home $(HOME_DIR)) node $(NODE_ARGS)
 
-# Every test tier, then each fuzz target for FUZZ_SECONDS from its seed corpus. LABEL=unit (or
-# swarm, push, gateway, ...) runs one tier and skips fuzzing.
-FUZZ_SECONDS ?= 30
+# Every test tier, then each fuzz target replays its seed corpus and FUZZ_RUNS inputs mutated from
+# seed 1 (the same every run). LABEL=unit (or swarm, push, gateway, ...) runs one tier and skips
+# fuzzing. `make fuzz` explores instead: a random seed for FUZZ_SECONDS per target.
+FUZZ_RUNS ?= 50000
+FUZZ_SECONDS ?= 300
 test: build
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j$(JOBS) $(if $(LABEL),-L $(LABEL))
-	$(if $(LABEL),,scripts/fuzz.sh $(FUZZ_SECONDS))
+	$(if $(LABEL),,FUZZ_RUNS=$(FUZZ_RUNS) scripts/fuzz.sh)
 
 # The unit, storage, node, net, swarm and push tiers under AddressSanitizer + UBSan (build-asan).
 test-asan: deps

@@ -146,14 +146,13 @@ result<node_config> load_node_config(std::filesystem::path const& home, po::vari
     if (text.size() > (1 << 20)) return make_error(errc::invalid_argument, path.string() + ": over 1 MiB; this is not a config file");
     // Boost.Program_options builds its error messages by replacing %placeholders% in a loop that
     // never ends when a value itself holds one (found by fuzz_config). No option of ours needs a
-    // '%', so a line with one is refused before Boost sees it.
+    // '%', so a line with one is refused before Boost sees it. Boost's only comment mark is '#',
+    // anywhere on a line ("; %invalid_line%" is a line to Boost, not a comment, and hung it).
     std::istringstream lines(text);
     int number = 0;
     for (std::string line; std::getline(lines, line);) {
       ++number;
-      auto first = line.find_first_not_of(" \t");
-      if (first == std::string::npos || line[first] == '#' || line[first] == ';') continue;
-      if (line.find('%') != std::string::npos)
+      if (line.substr(0, line.find('#')).find('%') != std::string::npos)
         return make_error(errc::invalid_argument, path.string() + ":" + std::to_string(number) + ": '%' has no place in outlast.conf");
     }
     std::istringstream in(text);

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan, and runs each for a
-# bounded time from its committed seed corpus. CI runs this with the default 30 s per target;
-# run it longer by hand: scripts/fuzz.sh 600.
+# Builds the libFuzzer targets (tests/fuzz) with clang, ASan and UBSan, and runs each from its
+# committed seed corpus.
 #
-#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]
+#   scripts/fuzz.sh [SECONDS_PER_TARGET] [TARGET...]    explore: random seed, bounded time
+#   FUZZ_RUNS=N scripts/fuzz.sh [TARGET...]             replay: seed 1, N inputs per target
+#
+# `make test` (and CI) replays: the same inputs every run, so it fails only on a regression, never
+# on a new discovery; `make fuzz` explores, and what it finds goes into the corpus with its fix.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-30}
-shift || true
+runs=${FUZZ_RUNS:-}
+if [[ -z $runs ]]; then
+  seconds=${1:-30}
+  shift || true
+fi
 targets=("$@")
 [[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_records fuzz_push fuzz_torrent fuzz_gateway_path fuzz_key_file fuzz_config fuzz_bundle)
 build=${FUZZ_BUILD:-build-fuzz}
@@ -24,8 +30,14 @@ for t in "${targets[@]}"; do
   # Work on a copy: new inputs stay out of the repository unless someone adds them on purpose.
   work=$(mktemp -d)
   cp -r "tests/fuzz/corpus/$t/." "$work/"
-  echo "fuzz: $t for ${seconds}s"
-  if ! "$build/tests/fuzz/$t" -max_total_time="$seconds" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
+  if [[ -n $runs ]]; then
+    echo "fuzz: $t, $runs inputs from seed 1"
+    limit=(-seed=1 -runs="$runs")
+  else
+    echo "fuzz: $t for ${seconds}s"
+    limit=(-max_total_time="$seconds")
+  fi
+  if ! "$build/tests/fuzz/$t" "${limit[@]}" -max_len=65536 -rss_limit_mb=2048 -timeout=10 \
        -artifact_prefix="$build/$t-" -print_final_stats=1 "$work" > "$build/$t.log" 2>&1; then
     echo "fuzz: $t FAILED; see $build/$t.log and the crash input $build/$t-*" >&2
     tail -40 "$build/$t.log" >&2
