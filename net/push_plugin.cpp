@@ -101,6 +101,13 @@ class push_peer final : public lt::peer_plugin, public std::enable_shared_from_t
                     lt::peer_connection_interface::peer_error);
   }
 
+  // Every node of a beacon swarm is a seed of it: the reasons libtorrent closes a connection
+  // between seeds (or idle ones when slots run short) do not apply to the push path.
+  bool can_disconnect(lt::error_code const& ec) override {
+    return !(ec == lt::errors::upload_upload_connection || ec == lt::errors::uninteresting_upload_peer ||
+             ec == lt::errors::torrent_finished || ec == lt::errors::timed_out_no_interest);
+  }
+
   crypto::public_key const& publisher() const { return m_publisher; }
   lt::peer_id const& pid() const { return m_pc.pid(); }
   bool disconnecting() const { return m_pc.is_disconnecting(); }

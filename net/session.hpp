@@ -53,8 +53,11 @@ struct version_spec {
   std::string reuse_resume;
   std::filesystem::path reuse_path;
   std::int64_t max_size = std::int64_t(1) << 40;  // refuse metadata describing more bytes
-  // Whose version this is: its connections carry that publisher's records (push).
-  std::optional<crypto::public_key> publisher;
+  // Set on a publisher's beacon torrent only (node/push.cpp): its connections carry that
+  // publisher's records (push) and stay open between seeds. A version's connections close once
+  // both ends are seeds, as in any BitTorrent client, so 1,000 versions shared by two mirrors do
+  // not hold 1,000 idle connections between them.
+  std::optional<crypto::public_key> push_publisher;
 };
 
 // One connection that speaks push. Never reused within a session.

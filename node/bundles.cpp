@@ -205,7 +205,6 @@ net::http_response node::impl::finish_import(bundle_manifest const& m, crypto::p
   for (auto const& r : m.records) (void)accept_record(r, "bundle");
   net::version_spec spec;
   spec.ih2 = p.ih2;
-  spec.publisher = s.key;
   spec.save_path = dir;
   spec.torrent = m.torrent;
   spec.seed = true;  // every file was just hashed against the signed version

@@ -37,7 +37,7 @@ void node::impl::ensure_beacon(crypto::public_key const& key) {
   spec.save_path = dir;
   spec.torrent = built->torrent;
   spec.seed = true;
-  spec.publisher = key;
+  spec.push_publisher = key;
   if (auto added = session->add_version(spec); !added) {
     log.warn("push", "cannot join the beacon swarm of " + key.to_text() + ": " + added.err().message);
     return;

@@ -148,7 +148,6 @@ status node::impl::start_sites() {
       });
       net::version_spec spec;
       spec.ih2 = v.ih2;
-      spec.publisher = s.key;
       spec.save_path = version_dir(s, v.seq);
       if (resume) spec.resume = *resume;
       else if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) spec.torrent = *t;
@@ -324,7 +323,6 @@ void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::po
   }
   net::version_spec spec;
   spec.ih2 = ih2_of(p.ih2);
-  spec.publisher = s.key;
   spec.save_path = version_dir(s, seq);
   spec.max_size = std::max<std::int64_t>(p.size, 0) + (std::int64_t(1) << 20);  // the signed size, a little slack
   (void)store->read([&](storage::txn& t) -> status {
@@ -562,7 +560,6 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
 
   net::version_spec spec;
   spec.ih2 = built.ih2;
-  spec.publisher = s.key;
   spec.save_path = final_dir;
   spec.torrent = built.torrent;
   spec.seed = true;

@@ -9,6 +9,7 @@
 #include "crypto/records.hpp"
 #include "net/local_http.hpp"
 #include "net/push.hpp"
+#include "net/torrents.hpp"
 #include "tests/support/bt_peer.hpp"
 #include "tests/support/swarm.hpp"
 #include "tests/support/wait.hpp"
@@ -72,6 +73,14 @@ std::array<std::uint8_t, 32> ih2_of(json const& published) {
   return out;
 }
 
+// The publisher's beacon torrent (net::make_beacon): the one swarm whose connections speak push.
+std::array<std::uint8_t, 32> beacon_ih2(std::string const& key) {
+  test::temp_dir dir;
+  auto built = net::make_beacon(dir.path(), key);
+  REQUIRE(built);
+  return built->ih2;
+}
+
 // A publisher and followers in a line, each follower knowing only the node before it as a static
 // peer. No DHT: a follower learns the pointer from its neighbour in the publisher's beacon swarm
 // (the "have" exchange), fetches the version, and everything after that travels by push too.
@@ -99,7 +108,8 @@ struct line {
     }
     // (The pointer usually comes by push from the neighbour, through the publisher's beacon; the
     // DHT may win the race, since connected nodes learn each other's DHT ports. Either is fine.)
-    // Every link speaks push (the ends have one link, the others two).
+    // Every link speaks push (the ends have one link, the others two; more, once the beacon's
+    // peers learn of each other by peer exchange).
     for (int i = 0; i < n; ++i) {
       int want = (i == 0 || i == n - 1) ? 1 : 2;
       bool ok = test::wait_until([&] { return node_status(*nodes[i])["push"]["peers"].get<int>() >= want; }, 20s);
@@ -180,6 +190,24 @@ TEST_CASE("a node that was offline gets what it missed within seconds of reconne
   CHECK(node_status(l[1])["refused"]["rollbacks_and_forks"] == 0);  // history came oldest first
 }
 
+TEST_CASE("push rides the beacon connection only; a version's connections close once both ends are seeds", "[swarm][push]") {
+  line l(2);
+  auto& b = l[1];
+  // The version and its beacon were both shared; of the two connections only the beacon's stays.
+  bool one = test::wait_until([&] { return node_status(b)["peers"].get<int>() == 1; }, 20s);
+  INFO(node_status(b).dump());
+  CHECK(one);
+  CHECK(node_status(b)["push"]["peers"] == 1);
+  // A version's swarm offers no push extension; the beacon's does.
+  test::bt_peer on_version(b.endpoint(), ih2_of(l.published));
+  CHECK(on_version.push_id() == 0);
+  test::bt_peer on_beacon(b.endpoint(), beacon_ih2(l.key));
+  CHECK(on_beacon.push_id() != 0);
+  // A notice still travels (on the beacon connection).
+  REQUIRE(l[0].cli({"notice", "post", "after the versions closed"}).code == 0);
+  CHECK(test::wait_until([&] { return has_notice(b, "after the versions closed"); }, 10s));
+}
+
 TEST_CASE("forged, replayed, oversized and flooded push messages are refused; a real notice still gets through", "[swarm][push]") {
   line l(2);
   auto& a = l[0];
@@ -190,7 +218,7 @@ TEST_CASE("forged, replayed, oversized and flooded push messages are refused; a 
   REQUIRE(a.cli({"notice", "post", "notice two"}).code == 0);
   REQUIRE(test::wait_until([&] { return has_notice(b, "notice two"); }, 10s));
   auto two = item_of(record(a, l.key, ".notice"));
-  auto ih2 = ih2_of(l.published);
+  auto ih2 = beacon_ih2(l.key);
 
   SECTION("forged: a bad signature gets the peer disconnected and nothing stored") {
     test::bt_peer rogue(b.endpoint(), ih2);
