@@ -466,7 +466,9 @@ int cmd_sites(context& c) {
   std::cout << std::left << std::setw(60) << "ADDRESS" << std::setw(10) << "ROLE" << std::setw(9) << "VERSION" << std::setw(11)
             << "SIZE" << std::setw(10) << "STATE" << std::setw(7) << "PEERS" << "AGE\n";
   for (auto const& s : *r) {
-    std::string state = s["complete"].get<bool>() ? "complete" : std::to_string(static_cast<int>(100 * s["progress"].get<double>())) + "%";
+    std::string state = s["complete"].get<bool>() ? "complete"
+                        : s.contains("queued")    ? "queued"
+                                                  : std::to_string(static_cast<int>(100 * s["progress"].get<double>())) + "%";
     std::string version = std::to_string(s["version"].get<std::int64_t>());
     if (s["latest"].get<std::int64_t>() > s["version"].get<std::int64_t>()) version += "->" + std::to_string(s["latest"].get<std::int64_t>());
     std::cout << std::setw(60) << s["address"].get<std::string>() << std::setw(10) << s["role"].get<std::string>() << std::setw(9)

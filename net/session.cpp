@@ -366,6 +366,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     if (now - last_announce < std::chrono::seconds(5)) return;
     last_announce = now;
     for (auto& [ih, e] : torrents) {
+      if (e.finished_reported) continue;  // a seed: no status round trip for it
       auto maybe = status_of(e.handle);
       if (!maybe) continue;
       auto const& st = *maybe;

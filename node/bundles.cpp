@@ -186,6 +186,8 @@ net::http_response node::impl::finish_import(bundle_manifest const& m, crypto::p
       ++it;
     }
   }
+  if (auto q = queued_fetches.find(s); q != queued_fetches.end() && q->second.first <= m.seq) drop_queued_fetch(s);
+  start_queued_fetches();
   auto dir = version_dir(s, m.seq);
   fs::remove_all(dir, ec);
   fs::create_directories(dir.parent_path(), ec);

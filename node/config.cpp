@@ -46,6 +46,7 @@ constexpr option_doc options_table[] = {
     {"resume-interval", "30", "Seconds between saves of download progress, so a killed node resumes where it was."},
     {"max-upload-rate", "0", "Upload limit in kB/s for the whole node; 0 for none."},
     {"max-download-rate", "0", "Download limit in kB/s for the whole node; 0 for none."},
+    {"max-fetches", "8", "Versions downloaded at once; newer versions of more sites wait their turn (oldest first)."},
     {"keep-versions", "2", "Complete versions kept on disk (and seeded) per site; older ones are removed unless pinned."},
     {"max-site-size", "20000",
      "Largest version of a followed site this node fetches, in MB; 0 for no limit. `follow --max-size` sets it per site."},
@@ -92,6 +93,7 @@ po::options_description file_options() {
       ("resume-interval", po::value<int>())
       ("max-upload-rate", po::value<int>())
       ("max-download-rate", po::value<int>())
+      ("max-fetches", po::value<int>())
       ("keep-versions", po::value<int>())
       ("max-site-size", po::value<int>())
       ("max-storage", po::value<int>());
@@ -120,6 +122,7 @@ po::options_description node_command_options() {
       ("resume-interval", po::value<int>()->value_name("SECONDS"), help_of("resume-interval"))
       ("max-upload-rate", po::value<int>()->value_name("KB/S"), help_of("max-upload-rate"))
       ("max-download-rate", po::value<int>()->value_name("KB/S"), help_of("max-download-rate"))
+      ("max-fetches", po::value<int>()->value_name("N"), help_of("max-fetches"))
       ("keep-versions", po::value<int>()->value_name("N"), help_of("keep-versions"))
       ("max-site-size", po::value<int>()->value_name("MB"), help_of("max-site-size"))
       ("max-storage", po::value<int>()->value_name("MB"), help_of("max-storage"));
@@ -199,6 +202,7 @@ result<node_config> load_node_config(std::filesystem::path const& home, po::vari
                                      int_option{"resume-interval", cfg.resume_interval_s, 1, 3600},
                                      int_option{"max-upload-rate", cfg.max_upload_kbps, 0, 2000000},
                                      int_option{"max-download-rate", cfg.max_download_kbps, 0, 2000000},
+                                     int_option{"max-fetches", cfg.max_fetches, 1, 1000},
                                      int_option{"keep-versions", cfg.keep_versions, 1, 100},
                                      int_option{"max-site-size", cfg.max_site_mb, 0, 2000000000},
                                      int_option{"max-storage", cfg.max_storage_mb, 0, 2000000000},

@@ -30,6 +30,7 @@ struct node_config {
   int resume_interval_s = 30;       // save download progress
   int max_upload_kbps = 0;          // kB/s, 0: unlimited
   int max_download_kbps = 0;
+  int max_fetches = 8;        // versions downloaded at once; more wait their turn
   int keep_versions = 2;      // complete versions kept per site (pinned ones come on top)
   int max_site_mb = 20000;    // largest followed version fetched, MB; 0: no limit
   int max_storage_mb = 0;     // all site versions together, MB; 0: no limit

@@ -99,6 +99,8 @@ void node::impl::retire_versions(site_id const& s, bool fetches_too) {
     it = seeding.erase(it);
   }
   if (!fetches_too) return;
+  drop_queued_fetch(s);
+  bool freed = false;
   for (auto it = fetching.begin(); it != fetching.end();) {
     if (it->second.site != s) {
       ++it;
@@ -106,7 +108,9 @@ void node::impl::retire_versions(site_id const& s, bool fetches_too) {
     }
     session->remove_version(it->first, true);
     it = fetching.erase(it);
+    freed = true;
   }
+  if (freed) start_queued_fetches();
 }
 
 // --- start-up ---
@@ -319,8 +323,43 @@ void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::po
     log.info("sites", s.address() + ": version " + std::to_string(seq) + " supersedes version " + std::to_string(f.seq) + " being fetched");
     session->remove_version(ih, true);
     fetching.erase(ih);
-    break;
+    start_fetch(s, seq, p);  // takes the slot it frees
+    return;
   }
+  if (auto q = queued_fetches.find(s); q != queued_fetches.end()) {
+    if (q->second.first < seq) q->second = {seq, p};  // keeps its turn
+    return;
+  }
+  if (int(fetching.size()) >= cfg.max_fetches) {
+    fetch_queue.push_back(s);
+    queued_fetches.emplace(s, std::pair{seq, p});
+    log.info("sites", s.address() + " version " + std::to_string(seq) + " waits its turn (" + std::to_string(fetching.size()) +
+                          " versions downloading, max-fetches " + std::to_string(cfg.max_fetches) + ")");
+    return;
+  }
+  start_fetch(s, seq, p);
+}
+
+void node::impl::start_queued_fetches() {
+  while (int(fetching.size()) < cfg.max_fetches && !fetch_queue.empty()) {
+    auto s = fetch_queue.front();
+    fetch_queue.pop_front();
+    auto q = queued_fetches.find(s);
+    if (q == queued_fetches.end()) continue;  // dropped meanwhile
+    auto [seq, p] = q->second;
+    queued_fetches.erase(q);
+    consider_pointer(s, seq, p);  // checks again: held, quota, followed
+  }
+}
+
+void node::impl::drop_queued_fetch(site_id const& s) {
+  queued_fetches.erase(s);  // its place in fetch_queue is skipped
+}
+
+void node::impl::start_fetch(site_id const& s, std::int64_t seq, crypto::pointer const& p) {
+  auto snap = load_site(s);
+  auto const& rec = snap.record;
+  if (!rec) return;
   net::version_spec spec;
   spec.ih2 = ih2_of(p.ih2);
   spec.save_path = version_dir(s, seq);
@@ -358,6 +397,7 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
   if (it == fetching.end()) return;  // a seed we added ourselves
   auto f = it->second;
   fetching.erase(it);
+  start_queued_fetches();
   auto st = store->write([&](storage::txn& t) -> status {
     auto versions = t.list_versions(f.site.key, f.site.site);
     if (!versions) return versions.err();
@@ -392,7 +432,7 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
       });
     });
   }
-  // The previous version keeps seeding until pruned: peers still on it are reached by push there.
+  // The previous version keeps seeding until pruned, for peers still fetching it.
   seeding[ih2] = f.site;
   prune_versions(f.site);
   refresh_view();  // readers get the new version now, atomically
@@ -400,12 +440,21 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
 }
 
 void node::impl::on_version_failed(net::info_hash2 const& ih2, std::string const& message) {
-  site_id s;
-  if (auto it = fetching.find(ih2); it != fetching.end()) s = it->second.site;
-  else if (auto jt = seeding.find(ih2); jt != seeding.end()) s = jt->second;
-  else return;
-  site_errors[s] = message;
-  log.warn("sites", s.address() + ": " + message);
+  if (auto it = fetching.find(ih2); it != fetching.end()) {
+    // A failed fetch gives up its slot; the next look at the site's pointer (poll-interval)
+    // tries again, resuming from what was verified.
+    auto f = it->second;
+    fetching.erase(it);
+    session->remove_version(ih2, false);
+    site_errors[f.site] = message + " (tried again at the next poll)";
+    log.warn("sites", f.site.address() + " version " + std::to_string(f.seq) + ": " + message);
+    start_queued_fetches();
+    return;
+  }
+  if (auto jt = seeding.find(ih2); jt != seeding.end()) {
+    site_errors[jt->second] = message;
+    log.warn("sites", jt->second.address() + ": " + message);
+  }
 }
 
 // Keeps the newest `keep-versions` complete versions, pinned ones, and anything newer being
@@ -699,6 +748,7 @@ json node::impl::sites_json(site_table const& table) {
               {"downloaded", downloaded},
               {"reused", reused},
               {"url", gateway_url(cfg, s)}};
+    if (auto q = queued_fetches.find(s); q != queued_fetches.end()) j["queued"] = q->second.first;  // the version waiting
     if (auto e = site_errors.find(s); e != site_errors.end()) j["error"] = e->second;
     j["pinned"] = std::vector<std::int64_t>(snap.pins.begin(), snap.pins.end());
     j["kept"] = json::array();

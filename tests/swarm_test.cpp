@@ -410,6 +410,40 @@ TEST_CASE("a version over a site's quota is refused before any download; raising
   b.stop();
 }
 
+TEST_CASE("max-fetches: more sites than slots wait their turn, and all arrive", "[swarm][queue]") {
+  test::temp_dir base;
+  test::swarm_node a("a", base.path());
+  a.start({});
+  std::vector<std::string> addresses;
+  for (int i = 0; i < 3; ++i) {
+    auto dir = base / ("site" + std::to_string(i));
+    make_site(dir, 3);  // about 2.2 MB: over a second at the follower's rate limit
+    addresses.push_back(a.cli_json({"publish", dir.string(), "--site", "s" + std::to_string(i)})["address"].get<std::string>());
+  }
+  test::swarm_node b("b", base.path(), {"--peer", a.endpoint(), "--max-fetches", "1", "--max-download-rate", "1500"});
+  b.start({});
+  for (auto const& address : addresses) REQUIRE(b.cli({"follow", address}).code == 0);
+  int most_at_once = 0;
+  bool seen_queued = false;
+  bool all = test::wait_until([&] {
+    int downloading = 0, complete = 0;
+    for (auto const& s : b.cli_json({"sites"})) {
+      if (s["complete"].get<bool>()) ++complete;
+      else if (s.contains("queued")) seen_queued = true;
+      else if (s["latest"].get<std::int64_t>() > s["version"].get<std::int64_t>()) ++downloading;
+    }
+    most_at_once = std::max(most_at_once, downloading);
+    return complete == 3;
+  }, 90s);
+  INFO(b.log());
+  REQUIRE(all);
+  CHECK(seen_queued);
+  CHECK(most_at_once == 1);
+  CHECK(b.log().find("waits its turn") != std::string::npos);
+  a.stop();
+  b.stop();
+}
+
 TEST_CASE("keep-versions, pins and gc decide what stays on disk", "[swarm][gc]") {
   test::temp_dir base;
   auto site_dir = base / "site";

@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <chrono>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -92,7 +93,10 @@ struct node::impl {
 
   std::map<std::string, std::shared_ptr<publish_job>> jobs;  // by job id
   std::map<site_id, bool> publishing;                        // sites with a publish under way
-  std::map<net::info_hash2, fetch> fetching;                 // versions being downloaded
+  std::map<net::info_hash2, fetch> fetching;                 // versions being downloaded (at most max-fetches)
+  // Newer versions waiting for a fetch slot, oldest wish first; the newest pointer per site.
+  std::deque<site_id> fetch_queue;
+  std::map<site_id, std::pair<std::int64_t, crypto::pointer>> queued_fetches;
   std::map<net::info_hash2, site_id> seeding;                // complete versions in the swarm
   std::map<site_id, std::string> site_errors;                // last problem per site, for `sites`
   // Followed sites whose pointer was not found yet: asked again at growing intervals (2 s, 4 s,
@@ -150,7 +154,12 @@ struct node::impl {
   // The one way a signed record from outside enters the node: store rule, then act on it.
   // `from`: the push connection it came by (not sent back there), 0 for none.
   result<storage::record_outcome> accept_record(crypto::signed_item const& item, std::string const& source, net::peer_ref from = 0);
+  // Fetches the version a pointer names if it is newer than what is held: at once while fewer than
+  // max-fetches run, else in turn (start_queued_fetches).
   void consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p);
+  void start_fetch(site_id const& s, std::int64_t seq, crypto::pointer const& p);
+  void start_queued_fetches();
+  void drop_queued_fetch(site_id const& s);
   void on_version_finished(net::info_hash2 const& ih2);
   void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
   std::int64_t prune_versions(site_id const& s);  // bytes freed
