@@ -244,10 +244,15 @@ result<std::string> read_small_file(std::filesystem::path const& path, std::size
     if (!std::filesystem::exists(path)) return make_error(errc::not_found, path.string() + " does not exist");
     return make_error(errc::io_error, "cannot read " + path.string() + ": " + std::strerror(errno));
   }
+  // Read in chunks, never more than max_size + 1 bytes: the limit bounds what is read, not what is
+  // allocated up front (a 256 MiB limit must not cost 256 MiB per call).
   std::string data;
-  data.resize(max_size + 1);
-  in.read(data.data(), static_cast<std::streamsize>(data.size()));
-  data.resize(static_cast<std::size_t>(in.gcount()));
+  std::array<char, 1 << 16> chunk;
+  while (data.size() <= max_size && in) {
+    in.read(chunk.data(), static_cast<std::streamsize>(std::min(chunk.size(), max_size + 1 - data.size())));
+    data.append(chunk.data(), static_cast<std::size_t>(in.gcount()));
+  }
+  if (in.bad()) return make_error(errc::io_error, "cannot read " + path.string() + ": " + std::strerror(errno));
   if (data.size() > max_size)
     return make_error(errc::invalid_argument, path.string() + " is larger than " + std::to_string(max_size) + " bytes");
   return data;

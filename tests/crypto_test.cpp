@@ -6,6 +6,7 @@
 #include "crypto/base32.hpp"
 #include "crypto/key_file.hpp"
 #include "crypto/records.hpp"
+#include "tests/support/temp_dir.hpp"
 
 using namespace outlast;
 using namespace outlast::crypto;
@@ -353,4 +354,18 @@ TEST_CASE("site names and UTF-8", "[unit][records]") {
   CHECK_FALSE(valid_utf8("\xed\xa0\x80"));      // surrogate
   CHECK_FALSE(valid_utf8("\xe2\x82"));          // truncated
   CHECK_FALSE(valid_utf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+}
+
+TEST_CASE("read_small_file: up to the limit, a clear error past it", "[unit][keyfile]") {
+  test::temp_dir dir;
+  auto path = dir / "f";
+  CHECK(read_small_file(path, 10).err().code == errc::not_found);
+  test::write_file(path, "");
+  CHECK(read_small_file(path, 10).value().empty());
+  std::string big(200000, 'x');  // several read chunks
+  test::write_file(path, big);
+  CHECK(read_small_file(path, big.size()).value() == big);
+  auto over = read_small_file(path, big.size() - 1);
+  REQUIRE_FALSE(over);
+  CHECK(over.err().message.find("larger than") != std::string::npos);
 }
