@@ -23,6 +23,7 @@
 #include <map>
 #include <sstream>
 
+#include "net/detail/fetch_gate.hpp"
 #include "net/detail/push_plugin.hpp"
 #include "net/detail/torrent_checks.hpp"
 
@@ -117,6 +118,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
   std::map<info_hash2, torrent_entry> torrents;
   std::shared_ptr<detail::push_plugin> push;  // null when push is off
   std::map<crypto::public_key, std::unique_ptr<detail::publisher_tag>> publisher_tags;
+  detail::fetch_gate fetch_tag;  // userdata of versions added without metadata
 
   // What add_torrent_params::userdata points at, so the push plugin knows the torrent's publisher.
   lt::client_data_t tag_for(version_spec const& spec) {
@@ -490,6 +492,7 @@ result<std::unique_ptr<session>> session::start(boost::asio::io_context& ioc, se
     p->push = std::make_shared<detail::push_plugin>(std::move(sink), detail::push_limits{});
     params.extensions.push_back(p->push);
   }
+  params.extensions.push_back(std::make_shared<detail::fetch_gate_plugin>());
   p->idx_dht_nodes = lt::find_metric_idx("dht.dht_nodes");
   p->idx_peers = lt::find_metric_idx("peer.num_peers_connected");
   p->idx_down = lt::find_metric_idx("net.recv_payload_bytes");
@@ -553,8 +556,12 @@ status session::add_version(version_spec const& spec) {
   atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode |
                  lt::torrent_flags::seed_mode | lt::torrent_flags::stop_when_ready);
   if (spec.seed) atp.flags |= lt::torrent_flags::seed_mode;
-  // Until its metadata is checked, a version only fetches metadata: no data is requested.
-  if (!atp.ti) atp.flags |= lt::torrent_flags::upload_mode;
+  // Until its metadata is checked, a version only fetches metadata: no data is requested. Its
+  // gate keeps its connections open meanwhile (net/detail/fetch_gate.hpp).
+  if (!atp.ti) {
+    atp.flags |= lt::torrent_flags::upload_mode;
+    if (!spec.push_publisher) atp.userdata = lt::client_data_t(&p.fetch_tag);
+  }
   auto h = p.ses->add_torrent(std::move(atp), ec);
   if (ec) return make_error(errc::io_error, "cannot add " + to_hex(spec.ih2) + ": " + ec.message());
   p.torrents[spec.ih2] = impl::torrent_entry{h, spec, 0, nullptr, false};

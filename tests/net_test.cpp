@@ -8,11 +8,13 @@
 
 #include "net/local_http.hpp"
 #include "net/session.hpp"
+#include "net/torrents.hpp"
 #include "tests/support/temp_dir.hpp"
 #include "tests/support/wait.hpp"
 
 using namespace outlast;
 using namespace std::chrono_literals;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -136,4 +138,56 @@ TEST_CASE("session: a bad listen address is refused before anything starts", "[u
   auto s = net::session::start(ioc, cfg, std::nullopt, quiet);
   REQUIRE_FALSE(s);
   CHECK(s.err().code == errc::invalid_argument);
+}
+
+TEST_CASE("session: a fetch keeps its connection to the seed through the metadata check", "[swarm][net]") {
+  // In upload mode with metadata a fetch is "upload-only"; without net/detail/fetch_gate.hpp the
+  // seed and the fetch closed their connection as redundant when the metadata arrived, and the
+  // fetch waited for libtorrent to try again.
+  ::setenv("OUTLAST_DEBUG_SWARM", "1", 1);  // disconnect reasons in the log
+  test::temp_dir dir;
+  fs::create_directories(dir / "seed" / "site");
+  std::ofstream(dir / "seed" / "site" / "index.html") << "<h1>hello</h1>\n";
+  std::ofstream(dir / "seed" / "site" / "b.txt") << std::string(100000, 'b');
+  auto built = net::make_torrent(dir / "seed", "site", nullptr, nullptr);
+  REQUIRE(built);
+
+  boost::asio::io_context ioc;
+  std::vector<std::string> lines;
+  auto keep = [&](std::string const& level, std::string const& msg) { lines.push_back(level + " " + msg); };
+  auto cfg_a = loopback_config();
+  cfg_a.push = false;
+  auto a = net::session::start(ioc, cfg_a, std::nullopt, keep);
+  REQUIRE(a);
+  REQUIRE(test::run_until(ioc, [&] { return !(*a)->stats().listen.empty(); }, 10s));
+  net::version_spec seed;
+  seed.ih2 = built->ih2;
+  seed.save_path = dir / "seed";
+  seed.torrent = built->torrent;
+  seed.seed = true;
+  REQUIRE((*a)->add_version(seed));
+
+  auto cfg_b = loopback_config();
+  cfg_b.push = false;
+  cfg_b.peers = {(*a)->stats().listen.front()};
+  auto b = net::session::start(ioc, cfg_b, std::nullopt, keep);
+  REQUIRE(b);
+  bool finished = false;
+  net::session_events ev;
+  ev.finished = [&](net::info_hash2 const& ih) { finished = finished || ih == built->ih2; };
+  (*b)->set_events(ev);
+  REQUIRE(test::run_until(ioc, [&] { return !(*b)->stats().listen.empty(); }, 10s));
+  net::version_spec fetch;
+  fetch.ih2 = built->ih2;
+  fetch.save_path = dir / "fetch";
+  REQUIRE((*b)->add_version(fetch));
+  bool ok = test::run_until(ioc, [&] { return finished; }, 20s);
+  ::unsetenv("OUTLAST_DEBUG_SWARM");
+  std::string all;
+  for (auto const& l : lines) all += l + "\n";
+  INFO(all);
+  REQUIRE(ok);
+  CHECK(all.find("upload to upload connection") == std::string::npos);
+  CHECK(all.find("uninteresting upload-only peer") == std::string::npos);
+  CHECK(all.find("disconnecting") != std::string::npos);  // the log did show disconnections ("torrent finished")
 }
