@@ -21,6 +21,10 @@ std::int64_t now_ms() {
 constexpr std::size_t max_notice_backlog = 16;
 // Records named in one "have": a publisher with more sites sends the newest ones only.
 constexpr std::size_t max_have_entries = 96;
+// Records in one answer to a "have": well under a connection's burst (push_limits, 200), so a
+// publisher of thousands of sites does not get its answer dropped (and the connection closed)
+// for flooding. Notices go first; pointers beyond this reach the peer by its DHT lookups.
+constexpr std::size_t max_answer_records = 128;
 
 }  // namespace
 
@@ -154,7 +158,7 @@ void node::impl::on_push_message(net::peer_ref ref, crypto::public_key const& pu
   // "have": send what the peer lacks, oldest first, so each arrives as the newest it has seen.
   std::map<std::string, std::int64_t> theirs;
   for (auto const& h : msg.have) theirs[h.salt] = h.seq;
-  std::vector<std::string> out;
+  std::vector<std::string> out, pointers;
   (void)store->read([&](storage::txn& t) -> status {
     auto held = t.list_records(publisher);
     if (!held) return held.err();
@@ -163,7 +167,7 @@ void node::impl::on_push_message(net::peer_ref ref, crypto::public_key const& pu
       auto their_seq = it == theirs.end() ? std::int64_t(-1) : it->second;
       if (r.seq <= their_seq) continue;
       if (r.salt != crypto::notice_salt) {
-        out.push_back(net::encode_push_record(r));
+        pointers.push_back(net::encode_push_record(r));
         continue;
       }
       auto history = t.list_notices(publisher);
@@ -177,6 +181,10 @@ void node::impl::on_push_message(net::peer_ref ref, crypto::public_key const& pu
     }
     return {};
   });
+  for (auto& p : pointers) {
+    if (out.size() >= max_answer_records) break;
+    out.push_back(std::move(p));
+  }
   if (out.empty()) return;
   log.debug("push", "sending " + std::to_string(out.size()) + " records of " + publisher.to_text() + " that " + who + " lacks");
   session->push_send(ref, std::move(out));

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "crypto/base32.hpp"
+#include "crypto/key_file.hpp"
 #include "crypto/records.hpp"
 #include "net/local_http.hpp"
 #include "net/push.hpp"
@@ -274,4 +275,41 @@ TEST_CASE("forged, replayed, oversized and flooded push messages are refused; a 
     CHECK(push["dropped_rate"].get<int>() > 1000);
     CHECK(rogue.closed_by_node(5s));  // far past its limit: disconnected
   }
+}
+
+TEST_CASE("a publisher of hundreds of sites answers a newcomer's \"have\" within its rate limit", "[swarm][push]") {
+  test::temp_dir base;
+  make_site(base / "site");
+  test::swarm_node a("a", base.path());
+  a.start({});
+  auto published = a.cli_json({"publish", (base / "site").string(), "--site", "news"});
+  auto address = published["address"].get<std::string>();
+  // 300 more pointers of this publisher (sites it could hold), signed with its key.
+  auto key = crypto::decode_key_file(*crypto::read_small_file(a.home() / "keys" / "default.key"), std::nullopt);
+  REQUIRE(key);
+  for (int i = 0; i < 300; ++i) {
+    crypto::pointer p;
+    p.ih2.fill(static_cast<std::uint8_t>(i));
+    p.time = 1700000000;
+    p.size = 1000;
+    auto item = crypto::sign_item(*key, "site" + std::to_string(i), 1, crypto::encode_pointer(p));
+    REQUIRE(item);
+    auto body = json{{"item", crypto::to_hex(crypto::as_bytes(crypto::encode_item(*item)))}}.dump();
+    auto r = net::local_http_call(a.home() / "control.sock", {"POST", "/v1/records", body});
+    REQUIRE(r);
+    REQUIRE(r->status == 200);
+  }
+  test::swarm_node b("b", base.path());
+  b.start({}, {"--peer", a.endpoint()});
+  REQUIRE(b.cli({"follow", address}).code == 0);  // joins the publisher's beacon swarm
+  bool answered = test::wait_until([&] { return records(b, address.substr(0, address.find('/'))).size() >= 100; }, 20s);
+  INFO(b.log());
+  REQUIRE(answered);
+  auto push = node_status(b)["push"];
+  INFO(push.dump());
+  CHECK(push["dropped_rate"] == 0);
+  CHECK(push["dropped_bad"] == 0);
+  CHECK(push["peers"].get<int>() >= 1);  // still connected
+  a.stop();
+  b.stop();
 }
