@@ -579,14 +579,10 @@ void session::remove_version(info_hash2 const& ih2, bool delete_files) {
   p.torrents.erase(it);
 }
 
-std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const {
-  auto it = m_impl->torrents.find(ih2);
-  if (it == m_impl->torrents.end()) return std::nullopt;
-  auto maybe = status_of(it->second.handle);
+namespace {
+
+torrent_state state_of(lt::torrent_status const& st, std::int64_t reused) {
   torrent_state out;
-  out.reused = it->second.reused;
-  if (!maybe) return out;  // between removal and re-adding: nothing to report yet
-  auto const& st = *maybe;
   out.has_metadata = st.has_metadata;
   out.complete = st.is_finished && st.has_metadata;
   out.checking = st.state == lt::torrent_status::checking_files || st.state == lt::torrent_status::checking_resume_data;
@@ -595,8 +591,45 @@ std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const
   out.total_wanted = st.total_wanted;
   out.payload_down = st.total_payload_download;
   out.payload_up = st.total_payload_upload;
-  out.reused = it->second.reused;
+  out.reused = reused;
   out.peers = st.num_peers;
+  return out;
+}
+
+}  // namespace
+
+std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const {
+  auto it = m_impl->torrents.find(ih2);
+  if (it == m_impl->torrents.end()) return std::nullopt;
+  auto maybe = status_of(it->second.handle);
+  if (!maybe) {  // between removal and re-adding: nothing to report yet
+    torrent_state out;
+    out.reused = it->second.reused;
+    return out;
+  }
+  return state_of(*maybe, it->second.reused);
+}
+
+std::map<info_hash2, torrent_state> session::version_states() const {
+  std::map<info_hash2, torrent_state> out;
+  auto& p = *m_impl;
+  if (!p.ses) return out;
+  auto all = p.ses->get_torrent_status([](lt::torrent_status const&) { return true; });
+  for (auto const& st : all) {
+    if (!st.info_hashes.has_v2()) continue;
+    info_hash2 key;
+    std::copy(st.info_hashes.v2.begin(), st.info_hashes.v2.end(), key.begin());
+    auto it = p.torrents.find(key);
+    if (it == p.torrents.end()) continue;
+    out.emplace(key, state_of(st, it->second.reused));
+  }
+  // Versions between removal and re-adding: present, with nothing to report yet.
+  for (auto const& [key, e] : p.torrents)
+    if (!out.count(key)) {
+      torrent_state blank;
+      blank.reused = e.reused;
+      out.emplace(key, blank);
+    }
   return out;
 }
 

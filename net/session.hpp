@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -127,6 +128,9 @@ class session {
   status add_version(version_spec const& spec);
   void remove_version(info_hash2 const& ih2, bool delete_files);
   std::optional<torrent_state> version_state(info_hash2 const& ih2) const;
+  // Every version in the swarm, read in one call to libtorrent (a node with 1,000 sites would
+  // otherwise wait on libtorrent's thread 1,000 times).
+  std::map<info_hash2, torrent_state> version_states() const;
   // The version's .torrent with its piece layers, once its metadata is known (to keep beside a
   // mirrored version for export and restarts). Errors: not_found, unavailable.
   result<std::string> torrent_file(info_hash2 const& ih2) const;

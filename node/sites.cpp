@@ -695,24 +695,25 @@ json node::impl::sites_json(site_table const& table) {
     std::optional<double> fetch_progress;
   };
   std::map<site_id, swarm_figures> figures;
+  auto states = session->version_states();
   for (auto const& [ih, f] : fetching) {
     auto& fig = figures[f.site];
     fig.fetch_progress = fig.fetch_progress.value_or(0);
-    if (auto st = session->version_state(ih)) {
-      fig.fetch_progress = st->progress;
-      fig.peers += st->peers;
-      fig.downloaded += st->payload_down;
-      fig.reused += st->reused;
+    if (auto st = states.find(ih); st != states.end()) {
+      fig.fetch_progress = st->second.progress;
+      fig.peers += st->second.peers;
+      fig.downloaded += st->second.payload_down;
+      fig.reused += st->second.reused;
     }
   }
   // Every kept version seeds; peers are counted over them all (the busiest one), bytes are those
   // of the current version.
   std::map<net::info_hash2, net::torrent_state> seeded;
   for (auto const& [ih, owner] : seeding)
-    if (auto st = session->version_state(ih)) {
+    if (auto st = states.find(ih); st != states.end()) {
       auto& fig = figures[owner];
-      fig.peers = std::max(fig.peers, st->peers);
-      seeded[ih] = *st;
+      fig.peers = std::max(fig.peers, st->second.peers);
+      seeded[ih] = st->second;
     }
 
   json out = json::array();
