@@ -21,10 +21,12 @@ std::int64_t now_ms() {
 constexpr std::size_t max_notice_backlog = 16;
 // Records named in one "have": a publisher with more sites sends the newest ones only.
 constexpr std::size_t max_have_entries = 96;
-// Records in one answer to a "have": well under a connection's burst (push_limits, 200), so a
-// publisher of thousands of sites does not get its answer dropped (and the connection closed)
-// for flooding. Notices go first; pointers beyond this reach the peer by its DHT lookups.
-constexpr std::size_t max_answer_records = 128;
+// An answer to a "have" goes out at once up to `answer_burst` records, well under a connection's
+// burst (push_limits: 200, then 50/s), and the rest at `answer_rate` a second: a publisher of
+// thousands of sites neither has its answer dropped for flooding (and the connection closed)
+// nor leaves pointers behind that the DHT may not hold. Notices go first.
+constexpr std::size_t answer_burst = 128;
+constexpr int answer_per_tick = 2;  // every 50 ms: 40 a second
 
 }  // namespace
 
@@ -110,6 +112,16 @@ void node::impl::schedule_forward_flush() {
     forward_flush_pending = false;
     if (ec || stopping) return;
     bool more = false;
+    for (auto it = answer_backlog.begin(); it != answer_backlog.end();) {
+      std::vector<std::string> batch;
+      for (int i = 0; i < answer_per_tick && !it->second.empty(); ++i) {
+        batch.push_back(std::move(it->second.front()));
+        it->second.pop_front();
+      }
+      session->push_send(it->first, std::move(batch));  // nothing, if that connection is gone
+      it = it->second.empty() ? answer_backlog.erase(it) : std::next(it);
+    }
+    more = !answer_backlog.empty();
     auto now = std::chrono::steady_clock::now();
     for (auto& [key, b] : publisher_buckets) {
       refill(b, now);
@@ -181,11 +193,14 @@ void node::impl::on_push_message(net::peer_ref ref, crypto::public_key const& pu
     }
     return {};
   });
-  for (auto& p : pointers) {
-    if (out.size() >= max_answer_records) break;
-    out.push_back(std::move(p));
-  }
+  for (auto& p : pointers) out.push_back(std::move(p));
   if (out.empty()) return;
+  if (out.size() > answer_burst) {
+    auto& later = answer_backlog[ref];
+    later.assign(std::make_move_iterator(out.begin() + answer_burst), std::make_move_iterator(out.end()));
+    out.resize(answer_burst);
+    schedule_forward_flush();
+  }
   log.debug("push", "sending " + std::to_string(out.size()) + " records of " + publisher.to_text() + " that " + who + " lacks");
   session->push_send(ref, std::move(out));
 }

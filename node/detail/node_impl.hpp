@@ -119,6 +119,7 @@ struct node::impl {
   boost::asio::steady_timer forward_timer{ioc};
   bool forward_flush_pending = false;
   std::map<crypto::public_key, token_bucket> publisher_buckets;  // push forwarding, per publisher
+  std::map<net::peer_ref, std::deque<std::string>> answer_backlog;  // rest of a long "have" answer
   std::int64_t over_quota = 0;                                  // versions refused for quota
   std::int64_t push_held_back = 0;                              // records not forwarded for rate
   std::map<crypto::public_key, net::info_hash2> beacons;        // publishers whose beacon we seed
