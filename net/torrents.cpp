@@ -1,13 +1,22 @@
 #include "net/torrents.hpp"
 
+#include <fcntl.h>
 #include <libtorrent/create_torrent.hpp>
-#include <fstream>
+#include <libtorrent/hasher.hpp>
 #include <libtorrent/hex.hpp>
 #include <libtorrent/settings_pack.hpp>
 #include <libtorrent/torrent_info.hpp>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
 #include <limits>
 #include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unistd.h>
 
 #include "crypto/records.hpp"
 #include "net/detail/torrent_checks.hpp"
@@ -87,6 +96,9 @@ std::int64_t place_unchanged(lt::torrent_info const& old_ti, fs::path const& old
 namespace {
 using detail::v2_of;
 
+// 1 MiB pieces move fastest on loopback and keep piece layers small (shared/libtorrent-notes.md).
+constexpr int piece_length = 1 << 20;
+
 // Throws on malformed input (libtorrent's parser reports errors by exception here).
 std::shared_ptr<lt::torrent_info> parse(std::string const& torrent) {
   lt::load_torrent_limits limits;
@@ -120,8 +132,7 @@ result<built_torrent> make_torrent(fs::path const& root, std::string const& name
       single_file = true;
     }
   }
-  // 1 MiB pieces move fastest on loopback and keep piece layers small (shared/libtorrent-notes.md).
-  lt::create_torrent ct(files, 1 << 20, lt::create_torrent::v2_only);
+  lt::create_torrent ct(files, piece_length, lt::create_torrent::v2_only);
   ct.set_creator("outlast");
   lt::settings_pack settings;
   settings.set_int(lt::settings_pack::hashing_threads, 2);
@@ -140,6 +151,220 @@ result<built_torrent> make_torrent(fs::path const& root, std::string const& name
   built_torrent out;
   auto e = ct.generate();
   lt::bencode(std::back_inserter(out.torrent), e);
+  auto ti = parse(out.torrent);
+  auto summary = detail::check_info(*ti, std::numeric_limits<std::int64_t>::max());
+  if (!summary) return summary.err();
+  out.ih2 = summary->ih2;
+  out.size = summary->size;
+  out.files = summary->files;
+  out.single_file = single_file;
+  if (progress) progress(total, total);
+  return out;
+}
+
+namespace {
+
+constexpr int block_size = 16 * 1024;  // BEP 52 merkle leaves
+
+// BEP 52: the root of a layer of leaf hashes whose count is a power of two.
+lt::sha256_hash merkle_root(std::vector<lt::sha256_hash> layer) {
+  while (layer.size() > 1) {
+    for (std::size_t i = 0; i < layer.size() / 2; ++i) {
+      lt::hasher256 h;
+      h.update(layer[2 * i]);
+      h.update(layer[2 * i + 1]);
+      layer[i] = h.final();
+    }
+    layer.resize(layer.size() / 2);
+  }
+  return layer.front();
+}
+
+int next_power_of_two(int n) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+struct copy_job {
+  source_file const* file = nullptr;
+  fs::path dest;
+  std::vector<lt::sha256_hash> pieces;  // one per piece of the file, as set_hash2 wants them
+};
+
+class fd_guard {
+ public:
+  explicit fd_guard(int fd) : m_fd(fd) {}
+  ~fd_guard() {
+    if (m_fd >= 0) ::close(m_fd);
+  }
+  fd_guard(fd_guard const&) = delete;
+  fd_guard& operator=(fd_guard const&) = delete;
+  int get() const { return m_fd; }
+  int close() {
+    int r = ::close(m_fd);
+    m_fd = -1;
+    return r;
+  }
+
+ private:
+  int m_fd;
+};
+
+// Reads up to `want` bytes (less only at the end of the file). -1 on error (errno set).
+ssize_t read_full(int fd, char* buf, std::size_t want) {
+  std::size_t got = 0;
+  while (got < want) {
+    ssize_t n = ::read(fd, buf + got, want - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  return static_cast<ssize_t>(got);
+}
+
+bool write_full(int fd, char const* buf, std::size_t len) {
+  while (len > 0) {
+    ssize_t n = ::write(fd, buf, len);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    buf += n;
+    len -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+status copy_and_hash(copy_job& job, std::int64_t piece_size, std::vector<char>& buf, std::atomic<std::int64_t>& done,
+                     std::atomic<bool> const* cancel) {
+  auto const& f = *job.file;
+  fd_guard in(::open(f.source.c_str(), O_RDONLY | O_CLOEXEC));
+  if (in.get() < 0) return make_error(errc::io_error, "cannot read " + f.source.string() + ": " + std::strerror(errno));
+  ::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
+  fd_guard out(::open(job.dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+  if (out.get() < 0) return make_error(errc::io_error, "cannot write " + job.dest.string() + ": " + std::strerror(errno));
+  // A file of one piece or less has its own tree, padded to a power of two of blocks; longer
+  // files pad each piece to a whole piece of blocks (BEP 52).
+  bool one_piece = f.size <= piece_size;
+  int const blocks_per_piece = static_cast<int>(piece_size / block_size);
+  std::int64_t total = 0, unsynced = 0;
+  for (;;) {
+    ssize_t got = read_full(in.get(), buf.data(), static_cast<std::size_t>(piece_size));
+    if (got < 0) return make_error(errc::io_error, "cannot read " + f.source.string() + ": " + std::strerror(errno));
+    if (got == 0) break;
+    if (total + got > f.size) break;  // grew: reported below
+    if (!write_full(out.get(), buf.data(), static_cast<std::size_t>(got)))
+      return make_error(errc::io_error, "cannot write " + job.dest.string() + ": " + std::strerror(errno));
+    int blocks = static_cast<int>((got + block_size - 1) / block_size);
+    std::vector<lt::sha256_hash> leaves(static_cast<std::size_t>(one_piece ? next_power_of_two(blocks) : blocks_per_piece));
+    for (int b = 0; b < blocks; ++b) {
+      auto off = static_cast<std::ptrdiff_t>(b) * block_size;
+      leaves[static_cast<std::size_t>(b)] = lt::hasher256(buf.data() + off, static_cast<int>(std::min<std::ptrdiff_t>(block_size, got - off))).final();
+    }
+    job.pieces.push_back(merkle_root(std::move(leaves)));
+    total += got;
+    done += got;
+    // Start writing back early, so the final syncfs does not wait for all of it at once.
+    if ((unsynced += got) >= (32 << 20)) {
+      ::sync_file_range(out.get(), total - unsynced, unsynced, SYNC_FILE_RANGE_WRITE);
+      unsynced = 0;
+    }
+    if (cancel && cancel->load()) return make_error(errc::unavailable, "publishing was cancelled");
+  }
+  if (total != f.size)
+    return make_error(errc::invalid_argument, f.relative.string() + " changed while it was being published; try again");
+  if (out.close() != 0) return make_error(errc::io_error, "cannot write " + job.dest.string() + ": " + std::strerror(errno));
+  return {};
+}
+
+}  // namespace
+
+result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& files, fs::path const& root, std::string const& name,
+                                            std::function<void(std::int64_t, std::int64_t)> const& progress,
+                                            std::atomic<bool> const* cancel, int threads) {
+  if (files.empty()) return make_error(errc::invalid_argument, "there are no files to publish");
+  // Same layout as make_torrent: see its comment on one-file directories.
+  bool single_file = files.size() == 1 && std::distance(files[0].relative.begin(), files[0].relative.end()) == 1;
+  lt::file_storage fst;
+  std::vector<copy_job> jobs(files.size());
+  std::int64_t total = 0;
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    auto const& f = files[i];
+    auto in_torrent = single_file ? f.relative.filename() : fs::path(name) / f.relative;
+    fst.add_file(in_torrent.string(), f.size);
+    jobs[i].file = &f;
+    jobs[i].dest = root / in_torrent;
+    total += f.size;
+  }
+  std::error_code ec;
+  for (auto const& j : jobs) {
+    fs::create_directories(j.dest.parent_path(), ec);
+    if (ec) return make_error(errc::io_error, "cannot create " + j.dest.parent_path().string() + ": " + ec.message());
+  }
+  lt::create_torrent ct(fst, piece_length, lt::create_torrent::v2_only);
+  ct.set_creator("outlast");
+
+  // Largest first, so the threads finish together.
+  std::vector<std::size_t> order(jobs.size());
+  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return files[a].size > files[b].size; });
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::int64_t> done{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mutex;
+  std::optional<error> first_error;
+  auto work = [&] {
+    std::vector<char> buf(static_cast<std::size_t>(piece_length));
+    for (;;) {
+      auto k = next++;
+      if (k >= order.size() || failed) return;
+      if (auto st = copy_and_hash(jobs[order[k]], piece_length, buf, done, cancel); !st) {
+        std::lock_guard g(error_mutex);
+        if (!first_error) first_error = st.err();
+        failed = true;
+        return;
+      }
+    }
+  };
+  std::vector<std::thread> pool;
+  int n = std::max(1, std::min<int>(threads, static_cast<int>(jobs.size())));
+  for (int i = 1; i < n; ++i) pool.emplace_back(work);
+  if (progress) {
+    // This thread reports progress while the others work, then joins in.
+    std::thread reporter([&] {
+      while (next.load() < order.size() && !failed) {
+        progress(done.load(), total);
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+    });
+    work();
+    reporter.join();
+  } else {
+    work();
+  }
+  for (auto& t : pool) t.join();
+  if (first_error) return *first_error;
+  if (cancel && cancel->load()) return make_error(errc::unavailable, "publishing was cancelled");
+  // The copy is durable before anyone is told of it.
+  {
+    fd_guard dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir.get() < 0 || ::syncfs(dir.get()) != 0)
+      return make_error(errc::io_error, "cannot flush " + root.string() + ": " + std::strerror(errno));
+  }
+
+  std::map<std::string, lt::file_index_t> index_of;
+  auto const& cfs = ct.files();
+  for (auto i : cfs.file_range())
+    if (!cfs.pad_file_at(i)) index_of[cfs.file_path(i)] = i;
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    auto in_torrent = single_file ? files[i].relative.filename() : fs::path(name) / files[i].relative;
+    auto it = index_of.find(in_torrent.string());
+    if (it == index_of.end()) return make_error(errc::io_error, "libtorrent lost " + in_torrent.string());
+    for (std::size_t p = 0; p < jobs[i].pieces.size(); ++p)
+      ct.set_hash2(it->second, lt::piece_index_t::diff_type(static_cast<int>(p)), jobs[i].pieces[p]);
+  }
+  built_torrent out;
+  lt::bencode(std::back_inserter(out.torrent), ct.generate());
   auto ti = parse(out.torrent);
   auto summary = detail::check_info(*ti, std::numeric_limits<std::int64_t>::max());
   if (!summary) return summary.err();

@@ -35,6 +35,24 @@ result<built_torrent> make_torrent(std::filesystem::path const& root, std::strin
                                    std::function<void(std::int64_t, std::int64_t)> const& progress,
                                    std::atomic<bool> const* cancel = nullptr);
 
+// A file to publish: read from `source`, placed at `relative` under the version's folder.
+struct source_file {
+  std::filesystem::path source;
+  std::filesystem::path relative;
+  std::int64_t size = 0;  // as scanned; a file that reads differently has changed: an error
+};
+
+// Publishing in one pass: copies `files` under `root/name` and builds the same v2 torrent as
+// make_torrent would of the copy, hashing each block while it is in memory between the read and
+// the write, on `threads` threads (largest files first). A site of one file at its top becomes a
+// single-file torrent, the file placed directly in `root`, as make_torrent does. The copy is on
+// disk (syncfs) before this returns. `progress(done, total)`: bytes copied and hashed.
+// Errors: io_error (unreadable source, disk full), invalid_argument (no files, or a file changed
+// while it was read), unavailable (cancelled).
+result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& files, std::filesystem::path const& root,
+                                            std::string const& name, std::function<void(std::int64_t, std::int64_t)> const& progress,
+                                            std::atomic<bool> const* cancel = nullptr, int threads = 2);
+
 // A publisher's beacon: a one-file torrent that every node holding any of that publisher's sites
 // seeds, whatever versions it has. Its content (and so its info-hash) depends only on the key,
 // so all of them meet in one swarm that outlives version changes: the push path's meeting place.

@@ -91,57 +91,12 @@ result<site_scan> scan_site_dir(fs::path const& dir) {
     ::close(fd);
     auto size = static_cast<std::int64_t>(fs::file_size(source, ec));
     if (ec) return bad(rel, "its size cannot be read: " + ec.message());
-    scan.files.push_back({rel, source, size});
+    scan.files.push_back({source, rel, size});
     scan.bytes += size;
   }
   if (scan.files.empty()) return make_error(errc::invalid_argument, shown(dir) + " has no files to publish");
   std::sort(scan.files.begin(), scan.files.end(), [](auto const& a, auto const& b) { return a.relative < b.relative; });
   return scan;
-}
-
-status copy_site(site_scan const& scan, fs::path const& dest, std::function<void(std::int64_t, std::int64_t)> const& progress,
-                 std::atomic<bool> const& cancel) {
-  std::int64_t done = 0;
-  std::array<char, 1 << 16> buf;
-  for (auto const& f : scan.files) {
-    if (cancel.load()) return make_error(errc::unavailable, "publishing was cancelled");
-    auto target = dest / f.relative;
-    std::error_code ec;
-    fs::create_directories(target.parent_path(), ec);
-    if (ec) return make_error(errc::io_error, "cannot create " + target.parent_path().string() + ": " + ec.message());
-    int in = ::open(f.source.c_str(), O_RDONLY | O_CLOEXEC);
-    if (in < 0) return make_error(errc::io_error, "cannot read " + f.source.string() + ": " + std::strerror(errno));
-    int out = ::open(target.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (out < 0) {
-      ::close(in);
-      return make_error(errc::io_error, "cannot write " + target.string() + ": " + std::strerror(errno));
-    }
-    std::int64_t copied = 0;
-    status st;
-    for (;;) {
-      ssize_t n = ::read(in, buf.data(), buf.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) { st = make_error(errc::io_error, "cannot read " + f.source.string() + ": " + std::strerror(errno)); break; }
-      if (n == 0) break;
-      for (ssize_t off = 0; off < n;) {
-        ssize_t w = ::write(out, buf.data() + off, static_cast<std::size_t>(n - off));
-        if (w < 0 && errno == EINTR) continue;
-        if (w < 0) { st = make_error(errc::io_error, "cannot write " + target.string() + ": " + std::strerror(errno)); break; }
-        off += w;
-      }
-      if (!st) break;
-      copied += n;
-      done += n;
-      if (progress) progress(done, scan.bytes);
-    }
-    if (st && ::fsync(out) != 0) st = make_error(errc::io_error, "cannot flush " + target.string() + ": " + std::strerror(errno));
-    ::close(in);
-    ::close(out);
-    if (!st) return st;
-    if (copied != f.size)
-      return make_error(errc::io_error, f.relative.string() + " changed while it was being published; try again");
-  }
-  return {};
 }
 
 }  // namespace outlast::node

@@ -10,14 +10,13 @@
 #include <vector>
 
 #include "crypto/result.hpp"
+#include "net/torrents.hpp"
 
 namespace outlast::node {
 
-struct site_file {
-  std::filesystem::path relative;  // path inside the site
-  std::filesystem::path source;    // where to read it (a symlink's target inside the site)
-  std::int64_t size = 0;
-};
+// A file of the site: `relative` is its path inside the site, `source` where to read it (a
+// symlink's target inside the site).
+using site_file = net::source_file;
 
 struct site_scan {
   std::vector<site_file> files;
@@ -30,9 +29,7 @@ struct site_scan {
 // control characters, a special file (device, FIFO, socket).
 result<site_scan> scan_site_dir(std::filesystem::path const& dir);
 
-// Copies the scanned files under `dest`, calling progress(bytes_done, bytes_total).
-// Errors: io_error (disk full, permissions), unavailable (cancelled).
-status copy_site(site_scan const& scan, std::filesystem::path const& dest,
-                 std::function<void(std::int64_t, std::int64_t)> const& progress, std::atomic<bool> const& cancel);
+// The private copy a version is seeded from, and its torrent, come from
+// net::copy_and_make_torrent(scan.files, ...) in one pass.
 
 }  // namespace outlast::node

@@ -553,9 +553,9 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
         job->total = total;
       };
     };
-    // A private copy: the publisher may edit the directory again while we seed this version.
-    if (auto st = copy_site(*scan, staging / s.site, progress("copying"), cancel_jobs); !st) return fail(st.err());
-    auto built = net::make_torrent(staging, s.site, progress("hashing"), &cancel_jobs);
+    // A private copy (the publisher may edit the directory again while we seed this version),
+    // hashed as it is written: each byte is read once.
+    auto built = net::copy_and_make_torrent(scan->files, staging, s.site, progress("copying"), &cancel_jobs);
     if (!built) return fail(built.err());
     asio::post(ioc, [this, s, seq, shared_kp, built = std::move(*built), force, notes = scan->notes, job_id,
                      respond = std::move(respond)]() mutable {

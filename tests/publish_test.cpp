@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <random>
 #include <fstream>
 
 #include "net/gateway.hpp"
@@ -48,9 +49,8 @@ TEST_CASE("site directories: what is published and what is refused", "[publish]"
   CHECK(noted_empty);
 
   SECTION("copying makes a private snapshot") {
-    std::atomic<bool> cancel{false};
     std::int64_t last = 0;
-    REQUIRE(node::copy_site(*scan, t / "copy", [&](std::int64_t d, std::int64_t) { last = d; }, cancel));
+    REQUIRE(net::copy_and_make_torrent(scan->files, t.path(), "copy", [&](std::int64_t d, std::int64_t) { last = d; }));
     CHECK(last == scan->bytes);
     CHECK(fs::is_regular_file(t / "copy" / "home.html"));
     CHECK_FALSE(fs::is_symlink(t / "copy" / "home.html"));
@@ -155,6 +155,71 @@ TEST_CASE("v2 torrents: a one-file site is a single-file torrent, laid out where
   REQUIRE(idx2);
   CHECK(idx2->root_dir == "news");
   CHECK(idx2->files.count("b/c.html") == 1);
+}
+
+TEST_CASE("publishing in one pass (copy and hash together) gives the torrent libtorrent makes of the copy", "[publish]") {
+  test::temp_dir t;
+  std::mt19937 rng(42);
+  auto bytes = [&](std::size_t n) {
+    std::string s(n, '\0');
+    for (auto& c : s) c = static_cast<char>(rng());
+    return s;
+  };
+  // Every edge of BEP 52's trees: empty, under a block, a block, over it, one piece, over it,
+  // several pieces with a short last one.
+  std::vector<std::pair<std::string, std::size_t>> shapes = {
+      {"empty.txt", 0},        {"one.txt", 1},           {"a/block-1.bin", 16383}, {"a/block.bin", 16384}, {"a/block+1.bin", 16385},
+      {"b/c/mid.bin", 100000}, {"piece.bin", 1u << 20}, {"piece+1.bin", (1u << 20) + 1}, {"big.bin", (7u << 19) + 12345}};
+  std::vector<net::source_file> files;
+  for (auto const& [rel, size] : shapes) {
+    test::write_file(t / "src" / rel, bytes(size));
+    files.push_back({t / "src" / rel, rel, static_cast<std::int64_t>(size)});
+  }
+  std::int64_t last_done = -1, total_seen = 0;
+  auto one_pass = net::copy_and_make_torrent(files, t / "fast", "site", [&](std::int64_t d, std::int64_t total) {
+    last_done = d;
+    total_seen = total;
+  });
+  REQUIRE(one_pass);
+  CHECK(last_done == total_seen);
+  CHECK(one_pass->files == int(shapes.size()));
+  for (auto const& [rel, size] : shapes) CHECK(fs::file_size(t / "fast" / "site" / rel) == size);
+  // The reference: libtorrent hashing a plain copy.
+  fs::create_directories(t / "ref");
+  fs::copy(t / "src", t / "ref" / "site", fs::copy_options::recursive);
+  auto reference = net::make_torrent(t / "ref", "site", nullptr);
+  REQUIRE(reference);
+  CHECK(one_pass->ih2 == reference->ih2);
+  CHECK(one_pass->size == reference->size);
+  // Piece layers included: the copy checks against the one-pass torrent, file by file.
+  auto verified = net::verify_files(one_pass->torrent, t / "fast");
+  INFO((verified ? std::string() : verified.err().message));
+  CHECK(verified);
+
+  SECTION("a one-file site is a single-file torrent, as make_torrent makes it") {
+    test::write_file(t / "solo" / "only.txt", "just me");
+    auto solo = net::copy_and_make_torrent({{t / "solo" / "only.txt", "only.txt", 7}}, t / "solo-out", "note", nullptr);
+    REQUIRE(solo);
+    CHECK(solo->single_file);
+    CHECK(fs::exists(t / "solo-out" / "only.txt"));
+    test::write_file(t / "solo-ref" / "note" / "only.txt", "just me");
+    auto ref = net::make_torrent(t / "solo-ref", "note", nullptr);
+    REQUIRE(ref);
+    CHECK(solo->ih2 == ref->ih2);
+  }
+  SECTION("a file that changed size since the scan is an error, not a wrong torrent") {
+    auto wrong = files;
+    wrong[5].size += 1;
+    auto r = net::copy_and_make_torrent(wrong, t / "changed", "site", nullptr);
+    REQUIRE_FALSE(r);
+    CHECK(r.err().message.find("changed while it was being published") != std::string::npos);
+  }
+  SECTION("cancelled") {
+    std::atomic<bool> cancel{true};
+    auto r = net::copy_and_make_torrent(files, t / "cancelled", "site", nullptr, &cancel);
+    REQUIRE_FALSE(r);
+    CHECK(r.err().code == errc::unavailable);
+  }
 }
 
 TEST_CASE("site addresses", "[unit][publish]") {
