@@ -178,6 +178,7 @@ struct gateway::impl : std::enable_shared_from_this<impl> {
   // Lock-free counters: every request touches them, from every thread.
   std::array<std::atomic<std::int64_t>, 600> by_status{};
   std::atomic<std::int64_t> bytes_sent{0};
+  std::atomic<std::int64_t> node_pages{0};
 
   void count(int status, std::int64_t bytes) {
     if (status >= 0 && status < static_cast<int>(by_status.size())) by_status[static_cast<std::size_t>(status)].fetch_add(1, std::memory_order_relaxed);
@@ -334,6 +335,7 @@ class connection : public std::enable_shared_from_this<connection> {
     std::string target(req.target());
     auto path = target.substr(0, target.find('?'));
     if (path.rfind("/s/", 0) == 0) return redirect_to_origin(path.substr(3) + (target.size() > path.size() ? target.substr(path.size()) : ""));
+    m_gw->node_pages.fetch_add(1, std::memory_order_relaxed);
     auto page = detail::render_node_page(path, *m_view, m_gw->counters_snapshot());
     if (!page) return send_text(404, "not found\n", true);
     string_response res{http::status::ok, 11};
@@ -713,5 +715,6 @@ void gateway::publish(std::shared_ptr<gateway_view const> view) {
 }
 std::string gateway::endpoint() const { return m_impl->bound; }
 gateway_counters gateway::counters() const { return m_impl->counters_snapshot(); }
+std::int64_t gateway::node_page_requests() const { return m_impl->node_pages.load(std::memory_order_relaxed); }
 
 }  // namespace outlast::net

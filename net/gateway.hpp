@@ -71,6 +71,8 @@ class gateway {
   void publish(std::shared_ptr<gateway_view const> view);
   std::string endpoint() const;  // "127.0.0.1:8088" as bound
   gateway_counters counters() const;
+  // Requests for the node's own pages (dashboard, API, metrics): someone is watching them.
+  std::int64_t node_page_requests() const;
 
   struct impl;
 

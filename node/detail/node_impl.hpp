@@ -120,6 +120,8 @@ struct node::impl {
   bool forward_flush_pending = false;
   std::map<crypto::public_key, token_bucket> publisher_buckets;  // push forwarding, per publisher
   std::map<net::peer_ref, std::deque<std::string>> answer_backlog;  // rest of a long "have" answer
+  std::chrono::steady_clock::time_point last_view_refresh{}, last_node_page{};
+  std::int64_t node_page_hits = 0;
   std::int64_t over_quota = 0;                                  // versions refused for quota
   std::int64_t push_held_back = 0;                              // records not forwarded for rate
   std::map<crypto::public_key, net::info_hash2> beacons;        // publishers whose beacon we seed
@@ -207,6 +209,7 @@ struct node::impl {
   // a version completes.
   void refresh_view();
   void schedule_view();
+  bool view_wanted();  // whether the 1-second tick should refresh the view
   std::shared_ptr<net::file_index const> index_of(site_id const& s, storage::version_record const& v);
 };
 
