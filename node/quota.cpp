@@ -17,6 +17,18 @@ using net::human_bytes;
 
 }  // namespace
 
+std::optional<std::string> disk_refusal(std::filesystem::path const& home, std::int64_t size, std::string const& what) {
+  std::error_code ec;
+  auto space = fs::space(home, ec);
+  if (ec) return std::nullopt;  // cannot tell: let the write itself say
+  // Room kept for the store, logs and resume data: 64 MiB, or 5% of a small disk.
+  auto reserve = std::min<std::int64_t>(std::int64_t(64) << 20, static_cast<std::int64_t>(space.capacity / 20));
+  auto free = static_cast<std::int64_t>(space.available);
+  if (size + reserve <= free) return std::nullopt;
+  return what + " needs " + human_bytes(size) + " and the disk holding " + home.string() + " has " + human_bytes(free) +
+         " free (" + human_bytes(reserve) + " of it kept for the node's store)";
+}
+
 void read_site_policy(storage::txn& t, std::string const& address, site_snapshot& snap) {
   if (auto v = t.get_setting("max-size:" + address); v && *v) snap.max_size = std::stoll(**v);
   if (auto v = t.get_setting("pins:" + address); v && *v) {
@@ -36,6 +48,8 @@ std::optional<std::string> node::impl::quota_refusal(site_id const& s, std::int6
   if (limit > 0 && size > limit)
     return "version " + std::to_string(seq) + " is " + human_bytes(size) + ", over this site's limit of " + human_bytes(limit) +
            " (follow --max-size, or max-site-size in outlast.conf); the last good version keeps serving";
+  if (auto full = disk_refusal(cfg.home, size, "version " + std::to_string(seq)))
+    return *full + "; the last good version keeps serving, and it is tried again at the next poll";
   if (cfg.max_storage_mb <= 0) return std::nullopt;
   std::int64_t used = 0, reclaimable = 0;
   auto table = load_site_table();

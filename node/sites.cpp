@@ -543,6 +543,8 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
     };
     auto scan = scan_site_dir(dir);
     if (!scan) return fail(scan.err());
+    if (auto full = disk_refusal(cfg.home, scan->bytes, "publishing " + dir.string()))
+      return fail(make_error(errc::io_error, *full + "; nothing was written"));
     std::error_code ec;
     fs::remove_all(staging, ec);
     auto progress = [job](char const* phase) {

@@ -2,6 +2,8 @@
 
 #include <lmdb.h>
 
+#include <cerrno>
+
 #include <array>
 #include <cstring>
 #include <ctime>
@@ -238,8 +240,19 @@ status store::impl::run_once(std::function<status(txn&)> const& fn, bool write) 
     return st;
   }
   rc = mdb_txn_commit(t);
-  if (rc != 0) return lmdb_error(rc, "cannot commit to the store");
-  return {};
+  if (rc == 0) return {};
+  auto e = lmdb_error(rc, "cannot commit to the store");
+  // A full disk shows as ENOSPC, or as EIO when a write comes up short: say which it is. Nothing
+  // of this transaction was written; what was committed before is intact.
+  char const* path = nullptr;
+  std::error_code ec;
+  if ((rc == ENOSPC || rc == EIO) && mdb_env_get_path(env, &path) == 0 && path) {
+    auto space = std::filesystem::space(path, ec);
+    if (!ec && space.available < (std::uintmax_t(1) << 20))
+      e.message += " (the disk holding " + std::string(path) + " is full: " + std::to_string(space.available) +
+                   " bytes free; nothing of this change was stored)";
+  }
+  return e;
 }
 
 result<std::unique_ptr<store>> store::open(std::filesystem::path const& dir, options opts) {

@@ -1,5 +1,9 @@
 // Swarm tests: several real nodes on 127.0.0.1, finding each other through a private DHT.
+#include <sys/mount.h>
+
 #include <catch2/catch.hpp>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <array>
 #include <random>
@@ -442,6 +446,92 @@ TEST_CASE("max-fetches: more sites than slots wait their turn, and all arrive", 
   CHECK(b.log().find("waits its turn") != std::string::npos);
   a.stop();
   b.stop();
+}
+
+TEST_CASE("a full disk: what cannot fit is refused with the reason, and the node and its store go on", "[swarm][disk]") {
+  test::temp_dir base;
+  auto disk = base / "b";  // a 12 MB disk of its own: node b's home (its logs and the CLI's output stay outside)
+  fs::create_directories(disk);
+  if (::mount("tmpfs", disk.c_str(), "tmpfs", 0, "size=12m,mode=0700") != 0) {
+    WARN("cannot mount a tmpfs here (" << std::strerror(errno) << "; it needs CAP_SYS_ADMIN): the full-disk test did not run");
+    return;
+  }
+  struct unmount_guard {
+    fs::path p;
+    ~unmount_guard() { ::umount2(p.c_str(), MNT_DETACH); }
+  } guard{disk};
+  auto big_dir = base / "big";
+  make_site(big_dir, 3);
+  write_random(big_dir / "video.bin", 16 << 20, 5);  // about 18 MB in all
+  auto small_dir = base / "small";
+  make_site(small_dir, 1);
+
+  test::swarm_node a("a", base.path());
+  a.start({});
+  auto big = a.cli_json({"publish", big_dir.string(), "--site", "big"})["address"].get<std::string>();
+  auto small = a.cli_json({"publish", small_dir.string(), "--site", "small"})["address"].get<std::string>();
+  test::swarm_node b("b", base.path(), {"--peer", a.endpoint()});
+  b.start({});
+
+  // A followed version that cannot fit is refused before a byte of it is fetched.
+  REQUIRE(b.cli({"follow", big}).code == 0);
+  bool refused = test::wait_until([&] {
+    auto s = b.site(big);
+    return s.contains("error") && s["error"].get<std::string>().find("free") != std::string::npos;
+  }, 30s);
+  INFO(b.log());
+  REQUIRE(refused);
+  CHECK(b.site(big)["error"].get<std::string>().find("needs 19.1 MB") != std::string::npos);
+  // One that fits still comes.
+  REQUIRE(b.cli({"follow", small}).code == 0);
+  CHECK(test::wait_until([&] { return has_version(b, small, 1); }, 30s));
+
+  // Publishing what cannot fit: refused before copying, nothing left behind.
+  auto r = b.cli({"publish", big_dir.string(), "--site", "mine"});
+  CHECK(r.code != 0);
+  CHECK(r.err.find("free") != std::string::npos);
+  CHECK(b.cli_json({"publish", small_dir.string(), "--site", "mine"})["version"] == 1);
+
+  // The disk filled to the last byte by someone else. Notices are posted until the store needs a
+  // page the disk cannot give: that write fails with the reason, the node runs on, and once there
+  // is room again nothing acknowledged is missing and writes work.
+  {
+    std::ofstream filler(disk / "filler", std::ios::binary);
+    std::string mib(1 << 20, 'f');
+    while (filler.write(mib.data(), static_cast<std::streamsize>(mib.size()))) {
+    }
+    std::string kib(1024, 'f');
+    filler.clear();
+    while (filler.write(kib.data(), static_cast<std::streamsize>(kib.size()))) {
+    }
+  }
+  std::string last_acknowledged;
+  test::run_result refused_write;
+  for (int i = 0; i < 400; ++i) {
+    auto text = "notice " + std::to_string(i) + " " + std::string(600, 'n');
+    auto r = b.cli({"notice", "post", text});
+    if (r.code != 0) {
+      refused_write = r;
+      break;
+    }
+    last_acknowledged = text;
+  }
+  INFO("the write the full disk refused: exit " << refused_write.code << ": " << refused_write.err << refused_write.out);
+  CHECK(refused_write.code != 0);
+  CHECK(refused_write.err.find("is full") != std::string::npos);
+  CHECK(b.running());
+  fs::remove(disk / "filler");
+  REQUIRE(b.cli({"notice", "post", "after the disk had room again"}).code == 0);
+  bool listed = false, kept = last_acknowledged.empty();
+  for (auto const& n : b.cli_json({"notices", "--all"})) {
+    listed = listed || n["text"] == "after the disk had room again";
+    kept = kept || n["text"] == last_acknowledged;
+  }
+  CHECK(listed);
+  CHECK(kept);
+  CHECK(b.cli_json({"status"})["sites"].get<int>() >= 2);
+  b.stop();
+  a.stop();
 }
 
 TEST_CASE("keep-versions, pins and gc decide what stays on disk", "[swarm][gc]") {

@@ -60,6 +60,10 @@ struct site_snapshot {
   std::optional<std::int64_t> max_size;  // bytes, when set with follow --max-size
 };
 
+// Why `size` more bytes cannot go on the disk holding `home` (keeping room for the store), if
+// they cannot. `what` names them in the message.
+std::optional<std::string> disk_refusal(std::filesystem::path const& home, std::int64_t size, std::string const& what);
+
 // Fills `snap.pins` and `snap.max_size` for the site at `address`.
 void read_site_policy(storage::txn& t, std::string const& address, site_snapshot& snap);
 
