@@ -13,13 +13,12 @@ std::shared_ptr<net::file_index const> node::impl::index_of(site_id const& s, st
   if (auto it = file_indexes.find(v.ih2); it != file_indexes.end()) return it->second;
   std::optional<std::string> data;
   (void)store->read([&](storage::txn& t) -> status {
-    if (auto b = t.get_blob(resume_space, net::to_hex(v.ih2)); b && *b) data = **b;
+    if (auto b = t.get_blob(resume_space, net::to_hex(v.ih2)); b && *b && !(*b)->empty()) data = **b;
     return {};
   });
-  if (!data)
-    if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) data = *t;
-  if (!data) return nullptr;
-  auto idx = net::index_version(*data);
+  auto idx = data ? net::index_version(*data) : result<net::file_index>(make_error(errc::not_found, "no resume data"));
+  if (!idx)  // none yet, or damaged: the .torrent beside the files
+    if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) idx = net::index_version(*t);
   if (!idx) {
     log.warn("gateway", s.address() + " version " + std::to_string(v.seq) + ": " + idx.err().message);
     return nullptr;

@@ -153,9 +153,21 @@ status node::impl::start_sites() {
       net::version_spec spec;
       spec.ih2 = v.ih2;
       spec.save_path = version_dir(s, v.seq);
+      auto torrent_path = version_dir(s, v.seq).string() + ".torrent";
       if (resume) spec.resume = *resume;
-      else if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) spec.torrent = *t;
-      if (auto added = session->add_version(spec); !added) {
+      else if (auto t = crypto::read_small_file(torrent_path, 256 << 20)) spec.torrent = *t;
+      auto added = session->add_version(spec);
+      if (!added && resume) {
+        // Damaged resume data (a torn write, a bad disk): the .torrent beside the files still
+        // says what they must be; libtorrent checks them against it and the version seeds again.
+        log.warn("sites", s.address() + " version " + std::to_string(v.seq) + ": " + added.err().message +
+                              "; checking its files against its .torrent instead");
+        (void)store->write([&](storage::txn& t) { return t.erase_blob(resume_space, net::to_hex(v.ih2)); });
+        spec.resume.clear();
+        if (auto t = crypto::read_small_file(torrent_path, 256 << 20)) spec.torrent = *t;
+        added = session->add_version(spec);
+      }
+      if (!added) {
         log.error("sites", s.address() + " version " + std::to_string(v.seq) + ": " + added.err().message);
         site_errors[s] = added.err().message;
         continue;
