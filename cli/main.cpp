@@ -227,6 +227,10 @@ int cmd_status(context& c) {
     row("limits", "upload " + rate(j["bandwidth"].value("max_upload", std::int64_t(0))) + ", download " +
                       rate(j["bandwidth"].value("max_download", std::int64_t(0))));
   }
+  if (j.contains("corrupt") && j["corrupt"].value("bytes_discarded", std::int64_t(0)) > 0)
+    row("corrupt data", net::human_bytes(double(j["corrupt"].value("bytes_discarded", std::int64_t(0)))) +
+                            " from peers failed its hash check and was discarded; " +
+                            std::to_string(j["corrupt"].value("peers_banned", 0)) + " peers banned for it");
   if (j.contains("push") && j["push"].is_object()) {
     auto const& p = j["push"];
     if (!p.value("enabled", false)) row("push", "off (DHT polling only)");

@@ -99,7 +99,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
   bool bootstrapped = false;
   session_stats cached;
   boost::asio::steady_timer timer;
-  int idx_dht_nodes = -1, idx_peers = -1, idx_down = -1, idx_up = -1;
+  int idx_dht_nodes = -1, idx_peers = -1, idx_down = -1, idx_up = -1, idx_failed = -1, idx_banned = -1;
   session_events events;
   bool dht_ready_reported = false;
   std::vector<boost::asio::ip::tcp::endpoint> static_peers;
@@ -220,6 +220,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (idx_peers >= 0) cached.peers = counters[static_cast<std::size_t>(idx_peers)];
       if (idx_down >= 0) cached.payload_down = counters[static_cast<std::size_t>(idx_down)];
       if (idx_up >= 0) cached.payload_up = counters[static_cast<std::size_t>(idx_up)];
+      if (idx_failed >= 0) cached.failed_bytes = counters[static_cast<std::size_t>(idx_failed)];
+      if (idx_banned >= 0) cached.banned_peers = counters[static_cast<std::size_t>(idx_banned)];
     } else if (auto* m = lt::alert_cast<lt::dht_mutable_item_alert>(a)) {
       on_item(*m);
     } else if (auto* md = lt::alert_cast<lt::metadata_received_alert>(a)) {
@@ -497,6 +499,8 @@ result<std::unique_ptr<session>> session::start(boost::asio::io_context& ioc, se
   p->idx_peers = lt::find_metric_idx("peer.num_peers_connected");
   p->idx_down = lt::find_metric_idx("net.recv_payload_bytes");
   p->idx_up = lt::find_metric_idx("net.sent_payload_bytes");
+  p->idx_failed = lt::find_metric_idx("net.recv_failed_bytes");
+  p->idx_banned = lt::find_metric_idx("peer.banned_for_hash_failure");
   try {
     p->ses = std::make_unique<lt::session>(std::move(params));
   } catch (std::exception const& e) {

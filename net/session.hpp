@@ -107,6 +107,8 @@ struct session_stats {
   std::int64_t peers = 0;
   std::int64_t payload_down = 0;  // bytes since start
   std::int64_t payload_up = 0;
+  std::int64_t failed_bytes = 0;  // received data that failed its hash check (thrown away)
+  std::int64_t banned_peers = 0;  // peers banned for sending it
   bool dht_running = false;
 };
 

@@ -105,6 +105,7 @@ json node::impl::status_json(site_table const& table) {
       {"listen", s.listen},
       {"gateway", gateway ? json(gateway->endpoint()) : json(nullptr)},
       {"payload_down", s.payload_down},
+      {"corrupt", {{"bytes_discarded", s.failed_bytes}, {"peers_banned", s.banned_peers}}},
       {"payload_up", s.payload_up},
       {"storage_bytes", storage_bytes},
       {"dht_nodes", s.dht_nodes},

@@ -369,6 +369,62 @@ TEST_CASE("damaged resume data: the version is checked against its .torrent and 
   b.stop();
 }
 
+// Hidden from CI ("[.]"): libtorrent 2.0.8 (Debian 12's) crashes the reader in about half of the
+// runs. After the corrupt peer is banned while block-hash requests to it are outstanding,
+// hash_picker::hashes_rejected indexes the piece-layer request table with a block-layer request
+// (the faulting instruction decrements m_piece_hash_requested[file][index / 512].num_requests,
+// out of bounds). Nothing corrupt is ever kept (the data is checked block by block); the node
+// dies, and systemd restarts it (docs/outlast.service). Run it by hand:
+//   build/tests/swarm_test "[corrupt]"
+TEST_CASE("a peer sending corrupt pieces is banned, and the data stays correct", "[.][swarm][corrupt]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);
+  write_random(site_dir / "video.bin", 4 << 20, 77);
+  test::swarm_node a("a", base.path());
+  a.start({});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  // "evil" mirrors the site honestly, then its copy is damaged behind its back (same sizes): on
+  // restart its resume data says it has every piece, and it serves the damaged bytes.
+  test::swarm_node evil("evil", base.path(), {"--peer", a.endpoint()});
+  evil.start({});
+  REQUIRE(evil.cli({"follow", address}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_version(evil, address, 1); }, 30s));
+  evil.stop();
+  for (auto const& e : fs::recursive_directory_iterator(mirrored_files(evil, address, 1))) {
+    if (!e.is_regular_file()) continue;
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    auto size = static_cast<std::int64_t>(fs::file_size(e.path()));
+    for (std::int64_t off = 0; off < size; off += 8192) {  // a byte in every block
+      f.seekp(off);
+      f.put('\x5a');
+    }
+  }
+  auto a_endpoint = a.endpoint();
+  a.stop();  // the reader has only the corrupt peer to start with
+  evil.start({});
+  test::swarm_node c("c", base.path(), {"--peer", evil.endpoint(), "--peer", a_endpoint});
+  c.start({});
+  REQUIRE(c.cli({"follow", address}).code == 0);
+  bool banned = test::wait_until([&] {
+    if (!c.running()) return true;  // reported below
+    auto st = c.cli_json({"status"});
+    return st["corrupt"]["peers_banned"].get<int>() >= 1 && st["corrupt"]["bytes_discarded"].get<std::int64_t>() > 0;
+  }, 60s);
+  INFO("c:\n" << c.log());
+  REQUIRE(c.running());
+  REQUIRE(banned);
+  CHECK_FALSE(has_version(c, address, 1));
+  CHECK(c.cli({"status"}).out.find("peers banned for it") != std::string::npos);
+  // The honest publisher comes back: the reader completes from it, with the right bytes.
+  a.start({});
+  REQUIRE(test::wait_until([&] { return has_version(c, address, 1); }, 60s));
+  CHECK(same_tree(site_dir, mirrored_files(c, address, 1)));
+  c.stop();
+  evil.stop();
+  a.stop();
+}
+
 TEST_CASE("an offline bundle carries a site and its notices to a node with no network; tampered or truncated ones are refused",
           "[swarm][bundle]") {
   test::temp_dir base;
