@@ -47,16 +47,24 @@ fuzz: deps
 demo: build
 	scripts/demo.sh $(BUILD)/cli/outlast
 
-# Benchmarks run on an optimised build of their own. BENCH_ARGS=--small for a quick run.
+# Benchmarks run on an optimised build of their own. BENCH_ARGS=--small for a quick run. Every
+# bench appends its rows to bench/results/summary.jsonl under one BENCH_RUN; bench_summary prints
+# them as one table at the end.
 BENCH_ARGS ?=
+ifndef BENCH_RUN
+BENCH_RUN := $(shell date +%Y%m%dT%H%M%S)
+endif
+export BENCH_RUN
 bench: deps
 	@./scripts/install-deps.sh --bench
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release
-	cmake --build build-release -j$(JOBS) --target outlast bench_records bench_replicate bench_propagation
+	cmake --build build-release -j$(JOBS) --target outlast bench_records bench_replicate bench_propagation bench_footprint bench_summary
 	build-release/bench/bench_records
 	build-release/bench/bench_replicate build-release/cli/outlast $(BENCH_ARGS)
 	build-release/bench/bench_propagation build-release/cli/outlast
+	build-release/bench/bench_footprint build-release/cli/outlast $(if $(findstring --small,$(BENCH_ARGS)),--sites 100)
 	bench/bench_gateway.sh build-release/cli/outlast
+	build-release/bench/bench_summary
 
 clean:
 	rm -rf $(BUILD)

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bench/summary.hpp"
 #include "net/local_http.hpp"
 #include "tests/support/http.hpp"
 #include "tests/support/process.hpp"
@@ -211,6 +212,11 @@ int main(int argc, char** argv) {
       std::printf("%-30s %10.2f %% %14.2f %% \n", label, f.idle_cpu_pct, f.ref_idle_cpu_pct);
       std::snprintf(label, sizeof label, "start to serving, %d sites", n);
       std::printf("%-30s %10.2f s\n", label, f.start_to_serving_s);
+      using outlast::bench::summary_row;
+      auto sites = std::to_string(n) + " sites";
+      summary_row("footprint", "RSS, " + sites, f.rss_kb / 1024.0, f.ref_rss_kb / 1024.0, "MB", "stock session, same torrents", false);
+      summary_row("footprint", "idle CPU, " + sites, f.idle_cpu_pct, f.ref_idle_cpu_pct, "%", "stock session, same torrents", false);
+      summary_row("footprint", "start to serving, " + sites, f.start_to_serving_s, 0, "s", "", false);
       out << json{{"workload", "footprint"}, {"sites", n}, {"rss_kb", f.rss_kb}, {"ref_rss_kb", f.ref_rss_kb},
                   {"idle_cpu_pct", f.idle_cpu_pct}, {"ref_idle_cpu_pct", f.ref_idle_cpu_pct}, {"start_to_serving_s", f.start_to_serving_s}}
                  .dump()

@@ -79,6 +79,13 @@ measure() {
           printf "%.1f %.1f %.3f %.3f\n", rps, tps, p50, p99 }' url="$url"
 }
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+# A row of the summary table make bench prints at the end (bench/bench_summary.cpp).
+run_id=${BENCH_RUN:-$(date +%s)}
+summary_row() {  # workload outlast nginx unit ratio
+  mkdir -p bench/results
+  printf '{"run":"%s","bench":"gateway","workload":"%s","outlast":%s,"reference":%s,"unit":"%s","reference_name":"nginx","ratio":%s,"target":">= 0.8x nginx"}\n' \
+    "$run_id" "$1" "$2" "$3" "$4" "$5" >>bench/results/summary.jsonl
+}
 
 echo "bench_gateway: $runs runs of ${dur}s per row; 20 KB and ${large_mb} MB files; nginx $(nginx -v 2>&1 | sed 's/.*\///')"
 printf "\n%-26s %-10s %14s %14s %8s\n" "workload" "metric" "outlast" "nginx" "ratio"
@@ -92,13 +99,19 @@ for file in small.bin large.bin; do
     name="${file%.bin} file, $conns conn"
     if [ "$file" = small.bin ]; then col=1; metric="req/s"; else col=2; metric="MB/s"; fi
     o=$(awk -v c=$col '{print $c}' "$work/o" | median); n=$(awk -v c=$col '{print $c}' "$work/n" | median)
-    printf "%-26s %-10s %14s %14s %8.2f\n" "$name" "$metric" "$o" "$n" "$(awk -v a="$o" -v b="$n" 'BEGIN { print (b > 0 ? a / b : 0) }')"
+    ratio=$(awk -v a="$o" -v b="$n" 'BEGIN { print (b > 0 ? a / b : 0) }')
+    printf "%-26s %-10s %14s %14s %8.2f\n" "$name" "$metric" "$o" "$n" "$ratio"
+    summary_row "$name, $metric" "$o" "$n" "$metric" "$ratio"
     o50=$(awk '{print $3}' "$work/o" | median); n50=$(awk '{print $3}' "$work/n" | median)
     o99=$(awk '{print $4}' "$work/o" | median); n99=$(awk '{print $4}' "$work/n" | median)
     # No request finished within the run (a 600 MB file shared by 64 connections): no latency.
     if awk -v a="$o50" 'BEGIN { exit !(a > 0) }'; then
-      printf "%-26s %-10s %14s %14s %8.2f\n" "" "p50 ms" "$o50" "$n50" "$(awk -v a="$o50" -v b="$n50" 'BEGIN { print (a > 0 ? b / a : 0) }')"
-      printf "%-26s %-10s %14s %14s %8.2f\n" "" "p99 ms" "$o99" "$n99" "$(awk -v a="$o99" -v b="$n99" 'BEGIN { print (a > 0 ? b / a : 0) }')"
+      r50=$(awk -v a="$o50" -v b="$n50" 'BEGIN { print (a > 0 ? b / a : 0) }')
+      r99=$(awk -v a="$o99" -v b="$n99" 'BEGIN { print (a > 0 ? b / a : 0) }')
+      printf "%-26s %-10s %14s %14s %8.2f\n" "" "p50 ms" "$o50" "$n50" "$r50"
+      printf "%-26s %-10s %14s %14s %8.2f\n" "" "p99 ms" "$o99" "$n99" "$r99"
+      summary_row "$name, p50" "$o50" "$n50" "ms" "$r50"
+      summary_row "$name, p99" "$o99" "$n99" "ms" "$r99"
     else
       printf "%-26s %-10s %14s %14s %8s\n" "" "latency" "n/a" "n/a" "-"
     fi

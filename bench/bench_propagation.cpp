@@ -20,6 +20,7 @@
 #include <set>
 #include <thread>
 
+#include "bench/summary.hpp"
 #include "net/local_http.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -247,6 +248,16 @@ int main(int argc, char** argv) {
                 percentile(p.update_each, 0.5), percentile(p.update_each, 0.99));
     std::printf("(targets: push p50 <= 100 ms, p99 <= 500 ms. DHT only waits for the poll interval: %d s here,\n"
                 " 600 s by default, so a default node sees a notice about 5 minutes late on average.)\n", dht_poll);
+    using outlast::bench::summary_row;
+    auto nodes_text = std::to_string(nodes) + " nodes";
+    summary_row("propagation", "notice, push, p50, " + nodes_text, percentile(p.notice_last, 0.5), percentile(d.notice_last, 0.5), "ms",
+                "DHT only, poll " + std::to_string(dht_poll) + " s", false, "<= 100 ms");
+    summary_row("propagation", "notice, push, p99, " + nodes_text, percentile(p.notice_last, 0.99), percentile(d.notice_last, 0.99), "ms",
+                "DHT only, poll " + std::to_string(dht_poll) + " s", false, "<= 500 ms");
+    summary_row("propagation", "new version, push, p50, " + nodes_text, percentile(p.update_last, 0.5), percentile(d.update_last, 0.5),
+                "ms", "DHT only, poll " + std::to_string(dht_poll) + " s", false, "<= 100 ms");
+    summary_row("propagation", "new version, push, p99, " + nodes_text, percentile(p.update_last, 0.99), percentile(d.update_last, 0.99),
+                "ms", "DHT only, poll " + std::to_string(dht_poll) + " s", false, "<= 500 ms");
     fs::create_directories("bench/results");
     std::ofstream("bench/results/propagation.jsonl", std::ios::app)
         << json{{"workload", "propagation"}, {"nodes", nodes}, {"notice_push_p50_ms", percentile(p.notice_last, 0.5)},

@@ -10,6 +10,7 @@
 #include <string>
 #include <unistd.h>
 
+#include "bench/summary.hpp"
 #include "crypto/records.hpp"
 #include "storage/store.hpp"
 
@@ -28,6 +29,7 @@ double per_second(int n, F f) {
 
 void row(char const* workload, double ours, double reference, char const* ref_name) {
   std::printf("%-28s %12.0f /s   %-26s %12.0f /s   ratio %.2f\n", workload, ours, ref_name, reference, ours / reference);
+  outlast::bench::summary_row("records", workload, ours, reference, "/s", ref_name, true);
 }
 
 }  // namespace

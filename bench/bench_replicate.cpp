@@ -24,6 +24,7 @@
 #include <random>
 #include <thread>
 
+#include "bench/summary.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
 
@@ -230,7 +231,7 @@ double run_copy_floor(fs::path const& work, fs::path const& site) {
   auto dest = work / "copy-floor";
   fs::remove_all(dest);
   auto t0 = clk::now();
-  auto r = outlast::test::run({"cp", "-r", site.string(), dest.string()}, work, 3600s);
+  auto r = outlast::test::run({"/bin/cp", "-r", site.string(), dest.string()}, work, 3600s);
   if (r.code != 0) throw std::runtime_error("cp failed: " + r.err);
   int fd = ::open(dest.c_str(), O_RDONLY | O_DIRECTORY);
   if (fd < 0 || ::syncfs(fd) != 0) throw std::runtime_error("syncfs failed");
@@ -300,6 +301,17 @@ int main(int argc, char** argv) {
               " `openssl dgst -sha256` over the same files in one process, the single-core hashing floor (target <= 1.0),\n"
               " and with `cp -r` + syncfs, the disk's floor for the durable private copy publish makes. A changed 20 KB\n"
               " file moves 32 KiB: libtorrent 2.0 requests the block that ends a file whole, padding included.)\n", runs);
+  using outlast::bench::summary_row;
+  auto site_name = std::string(small ? "small site" : "standard site");
+  summary_row("replicate", "publish, " + site_name, median(publish), median(openssl), "s", "openssl dgst -sha256", false, "<= 1.0x openssl");
+  summary_row("replicate", "publish, " + site_name + " (disk floor)", median(publish), median(copy_floor), "s", "cp -r + syncfs", false);
+  summary_row("replicate", "replicate end to end, " + site_name, rep, ref, "MB/s", "stock libtorrent pair", true, ">= 1.0x");
+  summary_row("replicate", "replicate transfer only, " + site_name, xfer, ref, "MB/s", "stock libtorrent pair", true, ">= 1.0x");
+  summary_row("replicate", "update one 20 KB file: bytes moved", double(median(update_bytes)), 20 * 1024, "B", "bytes changed", false,
+              "<= 1.05x changed");
+  summary_row("replicate", "update one 1 MB file: bytes moved", double(median(update_mb_bytes)), 1 << 20, "B", "bytes changed", false,
+              "<= 1.05x changed");
+  summary_row("replicate", "update one 20 KB file: wall time", median(update_s), 0, "s", "", false);
   fs::create_directories("bench/results");
   std::ofstream("bench/results/replicate.jsonl", std::ios::app)
       << json{{"workload", "replicate"}, {"site", small ? "small" : "standard"}, {"mb", mb}, {"runs", runs},
