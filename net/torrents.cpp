@@ -108,6 +108,20 @@ std::shared_ptr<lt::torrent_info> parse(std::string const& torrent) {
                                             limits, lt::from_span);
 }
 
+// The .torrent of a hashed create_torrent, read back through the same checks a peer's gets.
+result<built_torrent> finish_torrent(lt::create_torrent& ct, bool single_file) {
+  built_torrent out;
+  lt::bencode(std::back_inserter(out.torrent), ct.generate());
+  auto ti = parse(out.torrent);
+  auto summary = detail::check_info(*ti, std::numeric_limits<std::int64_t>::max());
+  if (!summary) return summary.err();
+  out.ih2 = summary->ih2;
+  out.size = summary->size;
+  out.files = summary->files;
+  out.single_file = single_file;
+  return out;
+}
+
 }  // namespace
 
 result<built_torrent> make_torrent(fs::path const& root, std::string const& name,
@@ -148,18 +162,8 @@ result<built_torrent> make_torrent(fs::path const& root, std::string const& name
   }, ec);
   if (ec) return make_error(errc::io_error, "cannot hash the files: " + ec.message());
   if (cancel && cancel->load()) return make_error(errc::unavailable, "publishing was cancelled");
-  built_torrent out;
-  auto e = ct.generate();
-  lt::bencode(std::back_inserter(out.torrent), e);
-  auto ti = parse(out.torrent);
-  auto summary = detail::check_info(*ti, std::numeric_limits<std::int64_t>::max());
-  if (!summary) return summary.err();
-  out.ih2 = summary->ih2;
-  out.size = summary->size;
-  out.files = summary->files;
-  out.single_file = single_file;
   if (progress) progress(total, total);
-  return out;
+  return finish_torrent(ct, single_file);
 }
 
 namespace {
@@ -363,17 +367,8 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     for (std::size_t p = 0; p < jobs[i].pieces.size(); ++p)
       ct.set_hash2(it->second, lt::piece_index_t::diff_type(static_cast<int>(p)), jobs[i].pieces[p]);
   }
-  built_torrent out;
-  lt::bencode(std::back_inserter(out.torrent), ct.generate());
-  auto ti = parse(out.torrent);
-  auto summary = detail::check_info(*ti, std::numeric_limits<std::int64_t>::max());
-  if (!summary) return summary.err();
-  out.ih2 = summary->ih2;
-  out.size = summary->size;
-  out.files = summary->files;
-  out.single_file = single_file;
   if (progress) progress(total, total);
-  return out;
+  return finish_torrent(ct, single_file);
 }
 
 result<built_torrent> make_beacon(fs::path const& dir, std::string const& key_text) {
