@@ -409,6 +409,7 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
   if (it == fetching.end()) return;  // a seed we added ourselves
   auto f = it->second;
   fetching.erase(it);
+  heap_grew = true;
   start_queued_fetches();
   auto st = store->write([&](storage::txn& t) -> status {
     auto versions = t.list_versions(f.site.key, f.site.site);

@@ -126,6 +126,7 @@ struct node::impl {
   std::map<net::peer_ref, std::deque<std::string>> answer_backlog;  // rest of a long "have" answer
   std::chrono::steady_clock::time_point last_view_refresh{}, last_node_page{};
   std::int64_t node_page_hits = 0;
+  bool heap_grew = false;  // versions were fetched since the heap was last trimmed
   std::int64_t over_quota = 0;                                  // versions refused for quota
   std::int64_t push_held_back = 0;                              // records not forwarded for rate
   std::map<crypto::public_key, net::info_hash2> beacons;        // publishers whose beacon we seed
