@@ -234,8 +234,9 @@ double run_copy_floor(fs::path const& work, fs::path const& site) {
   auto r = outlast::test::run({"/bin/cp", "-r", site.string(), dest.string()}, work, 3600s);
   if (r.code != 0) throw std::runtime_error("cp failed: " + r.err);
   int fd = ::open(dest.c_str(), O_RDONLY | O_DIRECTORY);
-  if (fd < 0 || ::syncfs(fd) != 0) throw std::runtime_error("syncfs failed");
-  ::close(fd);
+  bool synced = fd >= 0 && ::syncfs(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!synced) throw std::runtime_error("syncfs failed");
   double s = std::chrono::duration<double>(clk::now() - t0).count();
   fs::remove_all(dest);
   return s;

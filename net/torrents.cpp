@@ -192,6 +192,7 @@ int next_power_of_two(int n) {
 
 struct copy_job {
   source_file const* file = nullptr;
+  fs::path in_torrent;  // its path in the torrent (and under `root`)
   fs::path dest;
   std::vector<lt::sha256_hash> pieces;  // one per piece of the file, as set_hash2 wants them
 };
@@ -294,10 +295,10 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
   std::int64_t total = 0;
   for (std::size_t i = 0; i < files.size(); ++i) {
     auto const& f = files[i];
-    auto in_torrent = single_file ? f.relative.filename() : fs::path(name) / f.relative;
-    fst.add_file(in_torrent.string(), f.size);
     jobs[i].file = &f;
-    jobs[i].dest = root / in_torrent;
+    jobs[i].in_torrent = single_file ? f.relative.filename() : fs::path(name) / f.relative;
+    jobs[i].dest = root / jobs[i].in_torrent;
+    fst.add_file(jobs[i].in_torrent.string(), f.size);
     total += f.size;
   }
   std::error_code ec;
@@ -360,12 +361,11 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
   auto const& cfs = ct.files();
   for (auto i : cfs.file_range())
     if (!cfs.pad_file_at(i)) index_of[cfs.file_path(i)] = i;
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    auto in_torrent = single_file ? files[i].relative.filename() : fs::path(name) / files[i].relative;
-    auto it = index_of.find(in_torrent.string());
-    if (it == index_of.end()) return make_error(errc::io_error, "libtorrent lost " + in_torrent.string());
-    for (std::size_t p = 0; p < jobs[i].pieces.size(); ++p)
-      ct.set_hash2(it->second, lt::piece_index_t::diff_type(static_cast<int>(p)), jobs[i].pieces[p]);
+  for (auto const& j : jobs) {
+    auto it = index_of.find(j.in_torrent.string());
+    if (it == index_of.end()) return make_error(errc::io_error, "libtorrent lost " + j.in_torrent.string());
+    for (std::size_t p = 0; p < j.pieces.size(); ++p)
+      ct.set_hash2(it->second, lt::piece_index_t::diff_type(static_cast<int>(p)), j.pieces[p]);
   }
   if (progress) progress(total, total);
   return finish_torrent(ct, single_file);

@@ -43,8 +43,8 @@ std::int64_t node::impl::site_limit(site_snapshot const& snap) const {
   return snap.max_size.value_or(std::int64_t(cfg.max_site_mb) * mb);
 }
 
-std::optional<std::string> node::impl::quota_refusal(site_id const& s, std::int64_t seq, std::int64_t size) {
-  auto limit = site_limit(load_site(s));
+std::optional<std::string> node::impl::quota_refusal(site_id const& s, site_snapshot const& snap, std::int64_t seq, std::int64_t size) {
+  auto limit = site_limit(snap);
   if (limit > 0 && size > limit)
     return "version " + std::to_string(seq) + " is " + human_bytes(size) + ", over this site's limit of " + human_bytes(limit) +
            " (follow --max-size, or max-site-size in outlast.conf); the last good version keeps serving";

@@ -323,7 +323,7 @@ void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::po
   auto snap = load_site(s);
   auto const& rec = snap.record;
   if (!rec || seq <= rec->version) return;
-  if (auto why = quota_refusal(s, seq, p.size)) {
+  if (auto why = quota_refusal(s, snap, seq, p.size)) {
     if (site_errors[s] != *why) log.warn("sites", s.address() + ": " + *why);
     site_errors[s] = *why;
     ++over_quota;
@@ -335,7 +335,7 @@ void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::po
     log.info("sites", s.address() + ": version " + std::to_string(seq) + " supersedes version " + std::to_string(f.seq) + " being fetched");
     session->remove_version(ih, true);
     fetching.erase(ih);
-    start_fetch(s, seq, p);  // takes the slot it frees
+    start_fetch(s, snap, seq, p);  // takes the slot it frees
     return;
   }
   if (auto q = queued_fetches.find(s); q != queued_fetches.end()) {
@@ -349,7 +349,7 @@ void node::impl::consider_pointer(site_id const& s, std::int64_t seq, crypto::po
                           " versions downloading, max-fetches " + std::to_string(cfg.max_fetches) + ")");
     return;
   }
-  start_fetch(s, seq, p);
+  start_fetch(s, snap, seq, p);
 }
 
 void node::impl::start_queued_fetches() {
@@ -368,10 +368,8 @@ void node::impl::drop_queued_fetch(site_id const& s) {
   queued_fetches.erase(s);  // its place in fetch_queue is skipped
 }
 
-void node::impl::start_fetch(site_id const& s, std::int64_t seq, crypto::pointer const& p) {
-  auto snap = load_site(s);
+void node::impl::start_fetch(site_id const& s, site_snapshot const& snap, std::int64_t seq, crypto::pointer const& p) {
   auto const& rec = snap.record;
-  if (!rec) return;
   net::version_spec spec;
   spec.ih2 = ih2_of(p.ih2);
   spec.save_path = version_dir(s, seq);

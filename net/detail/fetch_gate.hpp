@@ -15,7 +15,6 @@
 
 #include <libtorrent/extensions.hpp>
 
-
 namespace outlast::net::detail {
 
 // add_torrent_params::userdata of a version added without metadata (a fetch). Owned by the

@@ -165,7 +165,7 @@ struct node::impl {
   // Fetches the version a pointer names if it is newer than what is held: at once while fewer than
   // max-fetches run, else in turn (start_queued_fetches).
   void consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p);
-  void start_fetch(site_id const& s, std::int64_t seq, crypto::pointer const& p);
+  void start_fetch(site_id const& s, site_snapshot const& snap, std::int64_t seq, crypto::pointer const& p);
   void start_queued_fetches();
   void drop_queued_fetch(site_id const& s);
   void on_version_finished(net::info_hash2 const& ih2);
@@ -175,7 +175,7 @@ struct node::impl {
   // quota.cpp
   std::int64_t site_limit(site_snapshot const& snap) const;  // bytes; 0: none
   // Why a version of this size may not be fetched, if it may not.
-  std::optional<std::string> quota_refusal(site_id const& s, std::int64_t seq, std::int64_t size);
+  std::optional<std::string> quota_refusal(site_id const& s, site_snapshot const& snap, std::int64_t seq, std::int64_t size);
   std::int64_t collect_garbage();  // bytes freed
   net::http_response pin(json const& req, bool on);
   void publish(json const& req, net::local_http_server::responder respond);
