@@ -432,14 +432,23 @@ int cmd_follow(context& c, bool follow) {
 
 int cmd_export(context& c) {
   auto file = std::filesystem::absolute(c.args[1]);
-  auto r = call_node(c, "POST", "/v1/export", json{{"address", c.args[0]}, {"file", file.string()}}.dump(), std::chrono::hours(2));
+  bool all = c.vm["all"].as<bool>();
+  auto r = call_node(c, "POST", "/v1/export", json{{"address", c.args[0]}, {"file", file.string()}, {"all", all}}.dump(),
+                     std::chrono::hours(2));
   if (!r) return fail(r.err());
-  if (c.json_output) std::cout << r->dump() << "\n";
-  else
-    std::cout << "Wrote version " << (*r)["version"].get<std::int64_t>() << " of " << (*r)["address"].get<std::string>() << " to "
-              << file.string() << " (" << human_bytes((*r)["bytes"].get<double>()) << " of files, "
-              << (*r)["records"].get<int>() << " signed records)\n"
-              << "Carry it anywhere; `outlast import " << file.filename().string() << "` checks it against the publisher's key.\n";
+  if (c.json_output) {
+    std::cout << r->dump() << "\n";
+    return ok;
+  }
+  auto const& versions = (*r)["versions"];
+  std::string which;
+  for (auto const& v : versions) which += (which.empty() ? "" : ", ") + std::to_string(v.get<std::int64_t>());
+  std::cout << "Wrote version" << (versions.size() > 1 ? "s " : " ") << which << " of " << (*r)["address"].get<std::string>() << " to "
+            << file.string() << " (" << human_bytes((*r)["bytes"].get<double>()) << " of files, " << (*r)["records"].get<int>()
+            << " signed records)\n";
+  for (auto const& sk : (*r)["skipped"])
+    std::cout << "Left out version " << sk["version"].get<std::int64_t>() << ": " << sk["reason"].get<std::string>() << "\n";
+  std::cout << "Carry it anywhere; `outlast import " << file.filename().string() << "` checks it against the publisher's key.\n";
   return ok;
 }
 
@@ -448,9 +457,13 @@ int cmd_import(context& c) {
   auto r = call_node(c, "POST", "/v1/import", json{{"file", file.string()}}.dump(), std::chrono::hours(2));
   if (!r) return fail(r.err());
   if (c.json_output) std::cout << r->dump() << "\n";
-  else if ((*r)["imported"].get<bool>())
-    std::cout << "Imported version " << (*r)["version"].get<std::int64_t>() << " of " << (*r)["address"].get<std::string>()
-              << ", verified against the publisher's key; it is served and seeded now\n";
+  else if ((*r)["imported"].get<bool>()) {
+    auto const& versions = (*r)["versions"];
+    std::string which;
+    for (auto const& v : versions) which += (which.empty() ? "" : ", ") + std::to_string(v.get<std::int64_t>());
+    std::cout << "Imported version" << (versions.size() > 1 ? "s " : " ") << which << " of " << (*r)["address"].get<std::string>()
+              << ", verified against the publisher's key; served and seeded now\n";
+  }
   else
     std::cout << "Nothing to import: " << (*r)["note"].get<std::string>() << "\n";
   return ok;
@@ -584,8 +597,11 @@ std::vector<command> const& commands() {
          d.add_options()("all", po::bool_switch(), "Include expired notices");
          return d;
        }, cmd_notices},
-      {"export", "ADDRESS FILE", "Write a site's latest complete version, its signed pointer and recent notices to one file", 2, 2,
-       no_options, cmd_export},
+      {"export", "ADDRESS FILE", "Write a site's latest complete version, its signed pointer and recent notices to one file", 2, 2, [] {
+         po::options_description d("Export options");
+         d.add_options()("all", po::bool_switch(), "Every complete version this node keeps, each with its signed pointer");
+         return d;
+       }, cmd_export},
       {"import", "FILE", "Check a bundle against its publisher's key, then serve and seed the site it carries", 1, 1, no_options,
        cmd_import},
       {"sites", "", "List published and followed sites with their version, size, state, peers and age", 0, 0, no_options, cmd_sites},

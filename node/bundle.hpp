@@ -2,9 +2,11 @@
 // torrent metadata and the publisher's recent notices, for USB sticks and email when networks
 // are cut. Everything in it is verified against the publisher's key on import.
 //
-// Layout: the line "outlast-bundle 1\n", the manifest's length in decimal and "\n", the manifest
+// Layout: one section per version, oldest first (one section unless exported with --all). A
+// section: the line "outlast-bundle 1\n", the manifest's length in decimal and "\n", the manifest
 // (a bencoded dict), then the bytes of every file of the version, in the torrent's file order
-// (pad files left out). Manifest:
+// (pad files left out). Every section names the same key and site, with rising seqs; the
+// newest carries the notices. Manifest:
 //   {"key": 32 bytes, "site": name, "records": [self-contained records: the pointer first, then
 //    notices], "version": {"seq": n, "torrent": the .torrent with piece layers}}
 #pragma once
@@ -22,6 +24,7 @@ namespace outlast::node {
 inline constexpr std::string_view bundle_magic = "outlast-bundle 1\n";
 inline constexpr std::size_t max_bundle_manifest = 40 << 20;  // the torrent's metadata dominates
 inline constexpr std::size_t max_bundle_records = 128;
+inline constexpr std::size_t max_bundle_sections = 64;
 
 struct bundle_manifest {
   crypto::public_key key;

@@ -7,7 +7,6 @@
 namespace outlast::node {
 
 namespace {
-constexpr std::string_view resume_space = "resume";
 constexpr auto view_interval = std::chrono::seconds(1);
 }  // namespace
 

@@ -14,8 +14,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr std::string_view resume_space = "resume";
-
 std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
 net::info_hash2 ih2_of(std::array<std::uint8_t, 32> const& a) { return a; }
@@ -385,7 +383,14 @@ void node::impl::start_fetch(site_id const& s, site_snapshot const& snap, std::i
     return {};
   });
   storage::version_record v{s.key, s.site, seq, p.ih2, p.size, p.time, false};
-  if (auto st = store->write([&](storage::txn& t) { return t.put_version(v); }); !st) {
+  auto st = store->write([&](storage::txn& t) -> status {
+    if (auto e = t.put_version(v); !e) return e;
+    // The pointer that names this version, kept with it (export --all).
+    auto r = t.get_record(s.key, s.site);
+    if (r && *r && (*r)->seq == seq) return t.put_blob(pointer_space, pointer_id(s, seq), crypto::encode_item(**r));
+    return {};
+  });
+  if (!st) {
     log.error("store", st.err().message);
     return;
   }
@@ -487,6 +492,7 @@ std::int64_t node::impl::prune_versions(site_id const& s) {
     for (auto const& v : doomed) {
       if (auto e = t.erase_version(s.key, s.site, v.seq); !e) return e;
       if (auto e = t.erase_blob(resume_space, net::to_hex(v.ih2)); !e) return e;
+      if (auto e = t.erase_blob(pointer_space, pointer_id(s, v.seq)); !e) return e;
     }
     return {};
   });
@@ -616,6 +622,7 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
     storage::site_record rec{s.key, s.site, storage::site_role::published, seq, now_s()};
     if (auto old = t.get_site(s.key, s.site); old && *old) rec.added = (*old)->added;
     if (auto e = t.put_site(rec); !e) return e;
+    if (auto e = t.put_blob(pointer_space, pointer_id(s, seq), crypto::encode_item(*item)); !e) return e;
     return t.put_version({s.key, s.site, seq, built.ih2, built.size, p.time, true});
   });
   if (!st) return respond(json_error(500, "cannot record the new version: " + st.err().message));
@@ -685,8 +692,10 @@ net::http_response node::impl::unfollow(json const& req) {
   std::vector<storage::version_record> versions;
   auto st = store->write([&](storage::txn& t) -> status {
     if (auto v = t.list_versions(s->key, s->site)) versions = std::move(*v);
-    for (auto const& v : versions)
+    for (auto const& v : versions) {
       if (auto e = t.erase_blob(resume_space, net::to_hex(v.ih2)); !e) return e;
+      if (auto e = t.erase_blob(pointer_space, pointer_id(*s, v.seq)); !e) return e;
+    }
     (void)t.erase_setting("pins:" + s->address());
     (void)t.erase_setting("max-size:" + s->address());
     return t.erase_site(s->key, s->site);  // signed records stay: they are evidence and cheap

@@ -486,6 +486,89 @@ TEST_CASE("an offline bundle carries a site and its notices to a node with no ne
   c.stop();
 }
 
+TEST_CASE("export --all carries every kept version with its own signed pointer, from a mirror; a bad section refuses the whole bundle",
+          "[swarm][bundle]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);
+  test::swarm_node a("a", base.path(), fast_schedules);
+  a.start({});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  auto b_flags = fast_schedules;
+  b_flags.insert(b_flags.end(), {"--peer", a.endpoint()});
+  test::swarm_node b("b", base.path(), b_flags), c("c", base.path()), d("d", base.path());
+  b.start({});
+  REQUIRE(b.cli({"follow", address}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 60s));
+  auto v1 = base / "v1";
+  fs::copy(site_dir, v1, fs::copy_options::recursive);
+  std::ofstream(site_dir / "index.html") << "<!doctype html><title>News</title><h1>Second edition</h1>\n";
+  REQUIRE(a.cli_json({"publish", site_dir.string(), "--site", "news"})["version"] == 2);
+  REQUIRE(a.cli({"notice", "post", "Second edition is out"}).code == 0);
+  bool mirrored = test::wait_until([&] { return has_version(b, address, 2) && b.cli_json({"notices"}).size() == 1; }, 60s);
+  INFO("b:\n" << b.log());
+  REQUIRE(mirrored);
+  CHECK(b.site(address)["kept"] == json::array({1, 2}));
+  a.stop();
+
+  // Without --all: the newest only. With --all: both, each with the pointer that named it.
+  auto newest = base / "newest.bundle", every = base / "every.bundle";
+  auto one = b.cli_json({"export", address, newest.string()});
+  CHECK(one["versions"] == json::array({2}));
+  auto both = b.cli_json({"export", address, every.string(), "--all"});
+  CHECK(both["versions"] == json::array({1, 2}));
+  CHECK(both["skipped"].empty());
+  CHECK(both["records"] == 3);  // two pointers and the notice
+  CHECK(b.cli({"export", address, (base / "x.bundle").string(), "--all"}).out.find("Wrote versions 1, 2 of") != std::string::npos);
+  b.stop();
+
+  c.start({});
+  auto imported = c.cli_json({"import", every.string()});
+  INFO("c:\n" << c.log());
+  CHECK(imported["imported"] == true);
+  CHECK(imported["versions"] == json::array({1, 2}));
+  REQUIRE(has_version(c, address, 2));
+  CHECK(c.site(address)["kept"] == json::array({1, 2}));
+  CHECK(same_tree(v1, mirrored_files(c, address, 1)));
+  CHECK(same_tree(site_dir, mirrored_files(c, address, 2)));
+  CHECK(c.cli_json({"notices"}).size() == 1);
+  auto refused = c.cli_json({"status"})["refused"];
+  CHECK(refused["rollbacks_and_forks"] == 0);  // older pointers came with their versions, not as replays
+  CHECK(refused["invalid"] == 0);
+  // C kept both pointers too: its own export --all carries both versions on.
+  CHECK(c.cli_json({"export", address, (base / "again.bundle").string(), "--all"})["versions"] == json::array({1, 2}));
+  c.stop();
+
+  // Damage in the first version's files: nothing of either version is imported.
+  d.start({});
+  auto bad = base / "bad.bundle";
+  fs::copy_file(every, bad);
+  {
+    std::fstream f(bad, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(fs::file_size(newest) / 2));  // inside version 1's files
+    f.put('X');
+  }
+  auto r = d.cli({"import", bad.string()});
+  INFO(r.out << r.err);
+  CHECK(r.code != 0);
+  CHECK(r.err.find("nothing was imported") != std::string::npos);
+  CHECK(d.cli_json({"sites"}).empty());
+  CHECK(d.cli_json({"notices"}).empty());
+  CHECK((!fs::exists(d.home() / "sites" / ".import") || fs::is_empty(d.home() / "sites" / ".import")));
+  // Two bundles glued in the wrong order are refused too.
+  auto swapped = base / "swapped.bundle";
+  {
+    std::ofstream out(swapped, std::ios::binary);
+    std::ifstream x(newest, std::ios::binary), y(every, std::ios::binary);
+    out << x.rdbuf() << y.rdbuf();
+  }
+  r = d.cli({"import", swapped.string()});
+  CHECK(r.code != 0);
+  CHECK(r.err.find("oldest first") != std::string::npos);
+  CHECK(d.cli_json({"sites"}).empty());
+  d.stop();
+}
+
 TEST_CASE("a version over a site's quota is refused before any download; raising the limit lets it in", "[swarm][quota]") {
   test::temp_dir base;
   auto site_dir = base / "site";

@@ -42,6 +42,12 @@ struct site_id {
 // Errors: invalid_argument naming what is wrong with the address.
 result<site_id> parse_address(std::string_view text);
 
+// Blob spaces of the store: libtorrent resume data by info-hash (hex), and the signed pointer
+// that named each held version, by "KEY/SITE/SEQ" (export --all carries older versions with it).
+inline constexpr std::string_view resume_space = "resume";
+inline constexpr std::string_view pointer_space = "pointers";
+inline std::string pointer_id(site_id const& s, std::int64_t seq) { return s.address() + "/" + std::to_string(seq); }
+
 // Progress of a publish, read by the CLI while it waits (GET /v1/jobs/ID). Guarded by its mutex
 // because the worker thread writes it.
 struct publish_job {
@@ -194,7 +200,13 @@ struct node::impl {
   // bundles.cpp
   void export_bundle(json const& req, net::local_http_server::responder respond);
   void import_bundle(json const& req, net::local_http_server::responder respond);
-  net::http_response finish_import(bundle_manifest const& m, crypto::pointer const& p, std::filesystem::path const& staging);
+  // One version of a bundle, its files verified in `dir` (a staging directory).
+  struct staged_version {
+    bundle_manifest m;
+    crypto::pointer p;
+    std::filesystem::path dir;
+  };
+  net::http_response finish_import(std::vector<staged_version> const& versions);
 
   // push.cpp
   // Seeds the publisher's beacon (net::make_beacon) while this node holds any of its sites, so
