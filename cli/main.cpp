@@ -422,6 +422,12 @@ int cmd_gc(context& c) {
 int cmd_follow(context& c, bool follow) {
   json req = {{"address", c.args[0]}};
   if (follow && c.vm.count("max-size")) req["max_size"] = parse_size(c.vm["max-size"].as<std::string>());
+  for (auto const* opt : {"max-upload-rate", "max-download-rate"})
+    if (follow && c.vm.count(opt)) {
+      auto kbps = c.vm[opt].as<int>();
+      if (kbps < 0 || kbps > 2000000) throw usage_error(std::string("--") + opt + " is in kB/s, from 0 (no limit of its own) to 2000000");
+      req[std::string(opt) == "max-upload-rate" ? "max_upload_rate" : "max_download_rate"] = kbps;
+    }
   auto r = call_node(c, "POST", follow ? "/v1/follow" : "/v1/unfollow", req.dump());
   if (!r) return fail(r.err());
   if (c.json_output) std::cout << r->dump() << "\n";
@@ -492,6 +498,10 @@ int cmd_sites(context& c) {
               << version << std::setw(11) << human_bytes(s["bytes"].get<double>()) << std::setw(10) << state << std::setw(7)
               << s["peers"].get<int>() << (s["age_s"].is_null() ? "-" : human_age(s["age_s"].get<std::int64_t>())) << "\n";
     if (s.contains("error")) std::cout << "    problem: " << s["error"].get<std::string>() << "\n";
+    auto up = s.value("max_upload_rate", 0), down = s.value("max_download_rate", 0);
+    if (up > 0 || down > 0)
+      std::cout << "    rate limits: upload " << (up > 0 ? std::to_string(up) + " kB/s" : "none") << ", download "
+                << (down > 0 ? std::to_string(down) + " kB/s" : "none") << "\n";
   }
   return ok;
 }
@@ -574,7 +584,9 @@ std::vector<command> const& commands() {
       {"follow", "ADDRESS", "Mirror a site: fetch, verify and seed every new version of KEY/SITE", 1, 1, [] {
          po::options_description d("Follow options");
          d.add_options()("max-size", po::value<std::string>()->value_name("SIZE"),
-                         "Refuse versions larger than this (e.g. 500M, 2G); default: max-site-size");
+                         "Refuse versions larger than this (e.g. 500M, 2G); default: max-site-size")
+             ("max-upload-rate", po::value<int>()->value_name("KB/S"), "Upload limit of this site's swarms, kB/s; 0 lifts it")
+             ("max-download-rate", po::value<int>()->value_name("KB/S"), "Download limit of this site's swarms, kB/s; 0 lifts it");
          return d;
        }, [](context& c) { return cmd_follow(c, true); }},
       {"pin", "ADDRESS@VERSION", "Keep a version of a site on disk (and seeded) whatever keep-versions says", 1, 1, no_options,

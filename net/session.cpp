@@ -338,6 +338,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
     atp.save_path = e.spec.save_path.string();
     atp.userdata = tag_for(e.spec);
     atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode);
+    atp.upload_limit = e.spec.upload_limit > 0 ? e.spec.upload_limit : -1;
+    atp.download_limit = e.spec.download_limit > 0 ? e.spec.download_limit : -1;
     lt::error_code ec;
     e.handle = ses->add_torrent(std::move(atp), ec);
     if (ec) {
@@ -560,6 +562,8 @@ status session::add_version(version_spec const& spec) {
   atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode |
                  lt::torrent_flags::seed_mode | lt::torrent_flags::stop_when_ready);
   if (spec.seed) atp.flags |= lt::torrent_flags::seed_mode;
+  atp.upload_limit = spec.upload_limit > 0 ? spec.upload_limit : -1;  // resume data may hold an old one
+  atp.download_limit = spec.download_limit > 0 ? spec.download_limit : -1;
   // Until its metadata is checked, a version only fetches metadata: no data is requested. Its
   // gate keeps its connections open meanwhile (net/detail/fetch_gate.hpp).
   if (!atp.ti) {
@@ -581,6 +585,17 @@ void session::remove_version(info_hash2 const& ih2, bool delete_files) {
   if (it->second.handle.is_valid())
     p.ses->remove_torrent(it->second.handle, delete_files ? lt::session::delete_files : lt::remove_flags_t{});
   p.torrents.erase(it);
+}
+
+void session::set_rate_limits(info_hash2 const& ih2, int upload, int download) {
+  auto it = m_impl->torrents.find(ih2);
+  if (it == m_impl->torrents.end()) return;
+  auto& e = it->second;
+  e.spec.upload_limit = upload;
+  e.spec.download_limit = download;
+  if (!e.handle.is_valid()) return;  // between removal and re-adding: the re-add takes them
+  e.handle.set_upload_limit(upload > 0 ? upload : -1);
+  e.handle.set_download_limit(download > 0 ? download : -1);
 }
 
 namespace {

@@ -59,6 +59,10 @@ struct version_spec {
   // both ends are seeds, as in any BitTorrent client, so 1,000 versions shared by two mirrors do
   // not hold 1,000 idle connections between them.
   std::optional<crypto::public_key> push_publisher;
+  // Rate limits of this version's swarm in bytes per second (a site's own limits, `follow
+  // --max-upload-rate`); 0: none but the node's.
+  int upload_limit = 0;
+  int download_limit = 0;
 };
 
 // One connection that speaks push. Never reused within a session.
@@ -129,6 +133,8 @@ class session {
   // Errors: invalid_argument (damaged torrent or resume data), io_error.
   status add_version(version_spec const& spec);
   void remove_version(info_hash2 const& ih2, bool delete_files);
+  // Changes a version's rate limits (bytes per second, 0: none) while it runs.
+  void set_rate_limits(info_hash2 const& ih2, int upload, int download);
   std::optional<torrent_state> version_state(info_hash2 const& ih2) const;
   // Every version in the swarm, read in one call to libtorrent (a node with 1,000 sites would
   // otherwise wait on libtorrent's thread 1,000 times).

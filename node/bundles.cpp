@@ -257,6 +257,7 @@ net::http_response node::impl::finish_import(std::vector<staged_version> const& 
     spec.save_path = dir;
     spec.torrent = v.m.torrent;
     spec.seed = true;  // every file was just hashed against the signed version
+    apply_site_rates(snap, spec);
     if (auto a = session->add_version(spec); !a) return json_error(500, a.err().message);
     seeding[v.p.ih2] = s;
     held = v.m.seq;

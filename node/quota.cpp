@@ -31,12 +31,19 @@ std::optional<std::string> disk_refusal(std::filesystem::path const& home, std::
 
 void read_site_policy(storage::txn& t, std::string const& address, site_snapshot& snap) {
   if (auto v = t.get_setting("max-size:" + address); v && *v) snap.max_size = std::stoll(**v);
+  if (auto v = t.get_setting("upload-rate:" + address); v && *v) snap.upload_kbps = std::stoi(**v);
+  if (auto v = t.get_setting("download-rate:" + address); v && *v) snap.download_kbps = std::stoi(**v);
   if (auto v = t.get_setting("pins:" + address); v && *v) {
     std::vector<std::string> parts;
     boost::split(parts, **v, [](char c) { return c == ','; });
     for (auto const& p : parts)
       if (!p.empty()) snap.pins.insert(std::stoll(p));
   }
+}
+
+void node::impl::apply_site_rates(site_snapshot const& snap, net::version_spec& spec) {
+  spec.upload_limit = snap.upload_kbps * 1000;
+  spec.download_limit = snap.download_kbps * 1000;
 }
 
 std::int64_t node::impl::site_limit(site_snapshot const& snap) const {

@@ -151,6 +151,7 @@ status node::impl::start_sites() {
       net::version_spec spec;
       spec.ih2 = v.ih2;
       spec.save_path = version_dir(s, v.seq);
+      apply_site_rates(snap, spec);
       auto torrent_path = version_dir(s, v.seq).string() + ".torrent";
       if (resume) spec.resume = *resume;
       else if (auto t = crypto::read_small_file(torrent_path, 256 << 20)) spec.torrent = *t;
@@ -372,6 +373,7 @@ void node::impl::start_fetch(site_id const& s, site_snapshot const& snap, std::i
   spec.ih2 = ih2_of(p.ih2);
   spec.save_path = version_dir(s, seq);
   spec.max_size = std::max<std::int64_t>(p.size, 0) + (std::int64_t(1) << 20);  // the signed size, a little slack
+  apply_site_rates(snap, spec);
   (void)store->read([&](storage::txn& t) -> status {
     if (auto b = t.get_blob(resume_space, net::to_hex(spec.ih2)); b && *b) spec.resume = **b;
     for (auto const& v : snap.versions)
@@ -672,6 +674,30 @@ net::http_response node::impl::follow(json const& req) {
       return json_error(500, e.err().message);
     site_errors.erase(*s);  // a refusal under the old limit may not hold any more
   }
+  // Rate limits of the site's swarms, kB/s (0 lifts the site's own limit).
+  bool rates_changed = false;
+  for (auto const& [field, name] : {std::pair{"max_upload_rate", "upload-rate:"}, std::pair{"max_download_rate", "download-rate:"}}) {
+    if (!req.contains(field)) continue;
+    if (!req[field].is_number_integer() || req[field].get<std::int64_t>() < 0 || req[field].get<std::int64_t>() > 2000000)
+      return json_error(400, std::string(field) + " must be a number of kB/s from 0 (no limit) to 2000000");
+    auto kbps = req[field].get<std::int64_t>();
+    auto e = store->write([&, name = name](storage::txn& t) {
+      return kbps == 0 ? t.erase_setting(name + s->address()) : t.put_setting(name + s->address(), std::to_string(kbps));
+    });
+    if (!e) return json_error(500, e.err().message);
+    rates_changed = true;
+  }
+  if (rates_changed) {
+    auto snap = load_site(*s);
+    net::version_spec rates;
+    apply_site_rates(snap, rates);
+    for (auto const& [ih, site] : seeding)
+      if (site == *s) session->set_rate_limits(ih, rates.upload_limit, rates.download_limit);
+    for (auto const& [ih, f] : fetching)
+      if (f.site == *s) session->set_rate_limits(ih, rates.upload_limit, rates.download_limit);
+    log.info("sites", s->address() + ": upload limit " + (snap.upload_kbps ? std::to_string(snap.upload_kbps) + " kB/s" : "none") +
+                          ", download limit " + (snap.download_kbps ? std::to_string(snap.download_kbps) + " kB/s" : "none"));
+  }
   if (created) log.info("sites", "following " + s->address());
   ensure_beacon(s->key);  // peers already in the publisher's swarm tell us its pointers at once
   // Act on a pointer we already hold (from an earlier follow or an import), then ask the DHT.
@@ -698,6 +724,8 @@ net::http_response node::impl::unfollow(json const& req) {
     }
     (void)t.erase_setting("pins:" + s->address());
     (void)t.erase_setting("max-size:" + s->address());
+    (void)t.erase_setting("upload-rate:" + s->address());
+    (void)t.erase_setting("download-rate:" + s->address());
     return t.erase_site(s->key, s->site);  // signed records stay: they are evidence and cheap
   });
   if (!st) return json_error(500, st.err().message);
@@ -777,7 +805,11 @@ json node::impl::sites_json(site_table const& table) {
     j["kept"] = json::array();
     for (auto const& v : snap.versions)
       if (v.complete) j["kept"].push_back(v.seq);
-    if (rec.role == storage::site_role::followed) j["max_size"] = site_limit(snap);
+    if (rec.role == storage::site_role::followed) {
+      j["max_size"] = site_limit(snap);
+      j["max_upload_rate"] = snap.upload_kbps;  // kB/s, 0: none of its own
+      j["max_download_rate"] = snap.download_kbps;
+    }
     out.push_back(j);
   }
   return out;

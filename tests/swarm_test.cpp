@@ -598,6 +598,79 @@ TEST_CASE("a version over a site's quota is refused before any download; raising
   b.stop();
 }
 
+// Bytes a node has received for a site, sampled against the time since `t0`.
+struct rate_probe {
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  std::int64_t d0 = 0;
+  double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
+};
+
+TEST_CASE("per-site rate limits hold a site's download and upload to the limit, and lifting them lets it finish", "[swarm][rate]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);  // about 2.2 MB: 0.2 s on loopback unlimited, 20 s at 100 kB/s
+  test::swarm_node a("a", base.path(), fast_schedules);
+  a.start({});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  auto b_flags = fast_schedules;
+  b_flags.insert(b_flags.end(), {"--peer", a.endpoint()});
+  test::swarm_node b("b", base.path(), b_flags);
+  b.start({});
+  constexpr std::int64_t limit = 100'000;  // bytes/s
+  // Bound on what a limited transfer may have moved after `t` seconds: the limit, plus one
+  // second's quota and a few blocks of slack for libtorrent's rate limiter.
+  auto bound = [&](double t) { return static_cast<std::int64_t>(limit * (t + 1)) + 4 * 16384; };
+  auto downloaded = [](test::swarm_node const& n, std::string const& address) {
+    auto s = n.site(address);
+    return s.is_null() ? std::int64_t(0) : s["downloaded"].get<std::int64_t>();
+  };
+  // Held to its limit while the limit stands: sampled for 3 s, never above the bound.
+  auto held_to_limit = [&](test::swarm_node const& n) {
+    rate_probe probe;
+    REQUIRE(test::wait_until([&] { return downloaded(n, address) > 0; }, 30s));
+    probe = rate_probe{std::chrono::steady_clock::now(), downloaded(n, address)};
+    std::int64_t moved = 0;
+    bool over = false;
+    test::wait_until([&] {
+      moved = downloaded(n, address) - probe.d0;
+      over = moved > bound(probe.seconds());
+      return over || probe.seconds() >= 3;
+    }, 10s);
+    INFO("moved " << moved << " bytes in " << probe.seconds() << " s; limit " << limit << " B/s");
+    CHECK_FALSE(over);
+    CHECK(moved > 0);  // limited, not stopped
+    CHECK_FALSE(has_version(n, address, 1));
+  };
+
+  // Download limit on the follower.
+  REQUIRE(b.cli({"follow", address, "--max-download-rate", "100"}).code == 0);
+  CHECK(b.site(address)["max_download_rate"] == 100);
+  CHECK(b.cli({"sites"}).out.find("rate limits: upload none, download 100 kB/s") != std::string::npos);
+  held_to_limit(b);
+  REQUIRE(b.cli({"follow", address, "--max-download-rate", "0"}).code == 0);  // lifted while it runs
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 30s));
+
+  // Upload limit on a mirror: the publisher leaves, a reader fetches from the mirror alone.
+  REQUIRE(b.cli({"follow", address, "--max-upload-rate", "100"}).code == 0);
+  CHECK(b.site(address)["max_upload_rate"] == 100);
+  a.stop();
+  test::swarm_node c("c", base.path(), {"--peer", b.endpoint()});
+  c.start({});
+  REQUIRE(c.cli({"follow", address}).code == 0);
+  held_to_limit(c);
+  REQUIRE(b.cli({"follow", address, "--max-upload-rate", "0"}).code == 0);
+  bool done = test::wait_until([&] { return has_version(c, address, 1); }, 30s);
+  INFO("c:\n" << c.log());
+  REQUIRE(done);
+  CHECK(same_tree(site_dir, mirrored_files(c, address, 1)));
+  // Bad values are refused with the range.
+  auto r = b.cli({"follow", address, "--max-upload-rate", "-5"});
+  CHECK(r.code == 2);
+  CHECK(r.err.find("kB/s") != std::string::npos);
+  b.stop();
+  c.stop();
+}
+
 TEST_CASE("max-fetches: more sites than slots wait their turn, and all arrive", "[swarm][queue]") {
   test::temp_dir base;
   test::swarm_node a("a", base.path());

@@ -64,6 +64,9 @@ struct site_snapshot {
   // Per-site policy (settings "pins:ADDRESS", "max-size:ADDRESS"), read in the same transaction.
   std::set<std::int64_t> pins;
   std::optional<std::int64_t> max_size;  // bytes, when set with follow --max-size
+  // kB/s per version swarm of the site, set with follow --max-upload-rate/--max-download-rate; 0: none.
+  int upload_kbps = 0;
+  int download_kbps = 0;
 };
 
 // Why `size` more bytes cannot go on the disk holding `home` (keeping room for the store), if
@@ -180,6 +183,8 @@ struct node::impl {
 
   // quota.cpp
   std::int64_t site_limit(site_snapshot const& snap) const;  // bytes; 0: none
+  // The site's own rate limits onto a version about to join the swarm.
+  static void apply_site_rates(site_snapshot const& snap, net::version_spec& spec);
   // Why a version of this size may not be fetched, if it may not.
   std::optional<std::string> quota_refusal(site_id const& s, site_snapshot const& snap, std::int64_t seq, std::int64_t size);
   std::int64_t collect_garbage();  // bytes freed
