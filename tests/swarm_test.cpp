@@ -877,6 +877,34 @@ TEST_CASE("fault drill: publisher, mirror and reader SIGKILLed at random points;
     REQUIRE(!held.is_null());
     CHECK(held["version"].get<std::int64_t>() >= acknowledged);
   }
+  // Kills during sync alone: the publisher acknowledges a new version, and a mirror or the
+  // reader is killed while it downloads it (held at 500 kB/s, so 2 MB of changes take 4 s and the
+  // kill lands mid-transfer), then restarted: it resumes from what it had verified.
+  for (auto* n : {&b, &c}) REQUIRE(n->cli({"follow", address, "--max-download-rate", "500"}).code == 0);
+  int const sync_rounds = env_int("OUTLAST_FAULT_SYNC_ROUNDS", 6);
+  int killed_mid_transfer = 0;
+  for (int round = 0; round < sync_rounds; ++round) {
+    INFO("sync round " << round);
+    write_random(site_dir / "img" / "front.jpg", 2 * 1024 * 1024, 9000u + static_cast<unsigned>(round));
+    acknowledged = a.cli_json({"publish", site_dir.string(), "--site", "news"})["version"].get<std::int64_t>();
+    auto* victim = rng() % 2 ? &b : &c;
+    bool syncing = test::wait_until([&] {
+      auto s = victim->site(address);
+      return !s.is_null() && s["latest"].get<std::int64_t>() >= acknowledged;
+    }, 30s);
+    INFO(victim->name() << ":\n" << victim->log());
+    REQUIRE(syncing);
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 3000));  // the fault's moment
+    if (!has_version(*victim, address, acknowledged)) ++killed_mid_transfer;
+    victim->kill();
+    if (victim == &b) b.start({a.endpoint()}, {"--peer", a.endpoint()});
+    else c.start({b.endpoint()}, {"--peer", b.endpoint()});
+    auto held = victim->site(address);
+    REQUIRE(!held.is_null());
+    CHECK(held["max_download_rate"] == 500);  // its settings survived the kill
+  }
+  CHECK(killed_mid_transfer * 2 >= sync_rounds);  // the drill did hit transfers, not idle nodes
+  for (auto* n : {&b, &c}) REQUIRE(n->cli({"follow", address, "--max-download-rate", "0"}).code == 0);
   // A last, clean publish: every node must converge on it with identical files.
   write_random(site_dir / "articles" / "final.html", 64 * 1024, 777);
   auto last = a.cli_json({"publish", site_dir.string(), "--site", "news"})["version"].get<std::int64_t>();
