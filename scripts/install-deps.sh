@@ -17,7 +17,7 @@ packages=(
 
 # `--bench`: also what the benchmarks compare against.
 if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(wrk nginx-light openssl)
+  packages+=(wrk nginx-light openssl aria2)
 fi
 
 missing=()
