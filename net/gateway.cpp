@@ -154,6 +154,7 @@ result<file_index> index_version(std::string const& data) {
     f.size = fs.file_size(i);
     auto root = fs.root(i);
     f.etag = "\"" + lt::aux::to_hex({root.data(), 20}) + "\"";
+    f.index = static_cast<int>(i);
     out.files.emplace(std::move(rel), std::move(f));
   }
   return out;
@@ -386,10 +387,34 @@ class connection : public std::enable_shared_from_this<connection> {
         return send(std::move(res));
       }
       auto custom = site.files.find("404.html");
-      if (custom != site.files.end()) return serve_file(req, site, custom->first, custom->second, http::status::not_found);
+      if (custom != site.files.end() && (!site.syncing || site.syncing->is_ready(custom->second.index)))
+        return serve_file(req, site, custom->first, custom->second, http::status::not_found);
       return send_text(404, "not found\n", true);
     }
+    if (site.syncing && !site.syncing->is_ready(f->second.index)) return serve_pending(*site.syncing, f->second, path);
     serve_file(req, site, f->first, f->second, http::status::ok);
+  }
+
+  // A file of a version still downloading that has not arrived yet: it is asked for first, and
+  // the reader is told to come back (a page reloads itself).
+  void serve_pending(file_readiness const& syncing, served_file const& file, std::string const& path) {
+    if (syncing.want) syncing.want(file.index);
+    string_response res{http::status::service_unavailable, 11};
+    res.set(http::field::retry_after, "2");
+    res.set(http::field::cache_control, "no-store");
+    res.set("Content-Security-Policy", site_csp);
+    res.set("Cross-Origin-Resource-Policy", "same-origin");
+    common_headers(res);
+    if (mime_type(path).rfind("text/html", 0) == 0) {
+      res.set(http::field::content_type, "text/html; charset=utf-8");
+      res.body() = "<!doctype html><meta charset=utf-8><meta http-equiv=refresh content=2><meta name=viewport content=\"width=device-width\">"
+                   "<title>Arriving...</title><p>This page is still arriving from the swarm. It is being fetched first; this page "
+                   "reloads by itself.</p>\n";
+    } else {
+      res.set(http::field::content_type, "text/plain; charset=utf-8");
+      res.body() = "this file is still arriving from the swarm; it is being fetched first: try again shortly\n";
+    }
+    send(std::move(res));
   }
 
   void serve_file(http::request<http::empty_body> const& req, served_site const& site, std::string const& rel,

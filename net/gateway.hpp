@@ -16,6 +16,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <vector>
 
 #include "crypto/result.hpp"
 
@@ -24,13 +25,28 @@ namespace outlast::net {
 struct served_file {
   std::int64_t size = 0;
   std::string etag;  // quoted, from the file's merkle root
+  int index = -1;    // the file's number in the torrent
 };
 
-// One complete, verified version of a site as the gateway serves it.
+// Browse while syncing: which files of a version still downloading libtorrent has verified.
+// The node's thread sets the flags as files complete; gateway threads read them (no new view
+// needed per file). `want` asks for a file first; it is safe to call from any thread.
+struct file_readiness {
+  explicit file_readiness(std::size_t files) : ready(files) {}
+  std::vector<std::atomic<bool>> ready;
+  std::function<void(int file)> want;
+  bool is_ready(int file) const {
+    return file >= 0 && static_cast<std::size_t>(file) < ready.size() && ready[static_cast<std::size_t>(file)].load(std::memory_order_acquire);
+  }
+};
+
+// One version of a site as the gateway serves it: complete and verified, or (while the site has
+// no complete version yet) the one downloading, of which only verified files are served.
 struct served_site {
   std::filesystem::path root;                 // the version's files
   std::int64_t version = 0;
   std::map<std::string, served_file> files;  // relative path -> file; nothing else is served
+  std::shared_ptr<file_readiness> syncing;    // set for a version still downloading
 };
 
 // Reads the file list of a version from its resume data or .torrent: paths relative to the

@@ -180,7 +180,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     p.set_int(lt::settings_pack::download_rate_limit, cfg.download_rate_limit);
     p.set_int(lt::settings_pack::alert_mask, static_cast<int>(
         lt::alert_category::error | lt::alert_category::status | lt::alert_category::dht |
-        lt::alert_category::port_mapping | lt::alert_category::storage |
+        lt::alert_category::port_mapping | lt::alert_category::storage | lt::alert_category::file_progress |
         (debug_alerts ? lt::alert_category::peer | lt::alert_category::connect | lt::alert_category::dht_operation
                       : lt::alert_category_t{})));
     if (cfg.local_swarm) {
@@ -230,6 +230,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (auto st = status_of(ck->handle); st && st->is_finished) report_finished(ck->handle);
     } else if (auto* rm = lt::alert_cast<lt::torrent_removed_alert>(a)) {
       on_removed(rm->info_hashes);
+    } else if (auto* fc = lt::alert_cast<lt::file_completed_alert>(a)) {
+      if (auto* e = entry_of(fc->handle); e && events.file_completed) events.file_completed(e->spec.ih2, static_cast<int>(fc->index));
     } else if (auto* fin = lt::alert_cast<lt::torrent_finished_alert>(a)) {
       report_finished(fin->handle);
     } else if (auto* rd = lt::alert_cast<lt::save_resume_data_alert>(a)) {
@@ -585,6 +587,37 @@ void session::remove_version(info_hash2 const& ih2, bool delete_files) {
   if (it->second.handle.is_valid())
     p.ses->remove_torrent(it->second.handle, delete_files ? lt::session::delete_files : lt::remove_flags_t{});
   p.torrents.erase(it);
+}
+
+std::vector<bool> session::verified_files(info_hash2 const& ih2) const {
+  auto it = m_impl->torrents.find(ih2);
+  if (it == m_impl->torrents.end() || !it->second.handle.is_valid()) return {};
+  auto const& h = it->second.handle;
+  auto ti = h.torrent_file();
+  if (!ti) return {};
+  auto progress = h.file_progress(lt::torrent_handle::piece_granularity);  // verified pieces only
+  auto const& fs = ti->files();
+  std::vector<bool> out(static_cast<std::size_t>(fs.num_files()));
+  for (auto i : fs.file_range()) {
+    auto n = static_cast<std::size_t>(static_cast<int>(i));
+    out[n] = n < progress.size() && fs.file_size(i) > 0 && progress[n] == fs.file_size(i);
+  }
+  return out;
+}
+
+void session::want_file(info_hash2 const& ih2, int file) {
+  auto it = m_impl->torrents.find(ih2);
+  if (it == m_impl->torrents.end() || !it->second.handle.is_valid()) return;
+  auto const& h = it->second.handle;
+  auto ti = h.torrent_file();
+  if (!ti) return;
+  auto const& fs = ti->files();
+  lt::file_index_t f(file);
+  if (file < 0 || f >= fs.end_file() || fs.file_size(f) == 0) return;
+  h.file_priority(f, lt::top_priority);
+  // Its first pieces as time-critical too: a page's HTML or an image, wanted now.
+  auto first = fs.map_file(f, 0, 0).piece, last = fs.map_file(f, fs.file_size(f) - 1, 0).piece;
+  for (int n = 0; first <= last && n < 64; ++first, ++n) h.set_piece_deadline(first, 0);
 }
 
 void session::set_rate_limits(info_hash2 const& ih2, int upload, int download) {

@@ -85,6 +85,7 @@ struct torrent_state {
 struct session_events {
   std::function<void(crypto::signed_item const&)> item;  // a mutable item from the DHT, not yet verified
   std::function<void(info_hash2 const&)> finished;       // every piece present and verified
+  std::function<void(info_hash2 const&, int file)> file_completed;  // one file of a version verified on disk
   std::function<void(info_hash2 const&, std::string const&)> failed;  // refused metadata, fatal file error
   std::function<void(info_hash2 const&, std::string const&)> resume_data;
   std::function<void()> dht_ready;  // the DHT has nodes (first time)
@@ -133,6 +134,11 @@ class session {
   // Errors: invalid_argument (damaged torrent or resume data), io_error.
   status add_version(version_spec const& spec);
   void remove_version(info_hash2 const& ih2, bool delete_files);
+  // Files of a version that libtorrent has verified, by torrent file number; empty before its
+  // metadata is known. One call to libtorrent's thread.
+  std::vector<bool> verified_files(info_hash2 const& ih2) const;
+  // Fetches this file of a version before the rest: a reader is waiting for it.
+  void want_file(info_hash2 const& ih2, int file);
   // Changes a version's rate limits (bytes per second, 0: none) while it runs.
   void set_rate_limits(info_hash2 const& ih2, int upload, int download);
   std::optional<torrent_state> version_state(info_hash2 const& ih2) const;

@@ -1,6 +1,8 @@
 // The node's side of the gateway: building the immutable views it serves.
 #include <malloc.h>
 
+#include <boost/asio/post.hpp>
+
 #include "crypto/key_file.hpp"
 #include "node/detail/node_impl.hpp"
 
@@ -20,16 +22,52 @@ std::shared_ptr<net::file_index const> node::impl::index_of(site_id const& s, st
   auto idx = data ? net::index_version(*data) : result<net::file_index>(make_error(errc::not_found, "no resume data"));
   if (!idx)  // none yet, or damaged: the .torrent beside the files
     if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) idx = net::index_version(*t);
+  return keep_index(v.ih2, std::move(idx), s.address() + " version " + std::to_string(v.seq));
+}
+
+std::shared_ptr<net::file_index const> node::impl::keep_index(net::info_hash2 const& ih2, result<net::file_index> idx,
+                                                                std::string const& what) {
   if (!idx) {
-    log.warn("gateway", s.address() + " version " + std::to_string(v.seq) + ": " + idx.err().message);
+    log.warn("gateway", what + ": " + idx.err().message);
     return nullptr;
   }
   // The root folder name comes from the publisher's torrent: one plain path component only.
   auto const& name = idx->root_dir;
   if (name == "." || name == ".." || name.find('/') != std::string::npos) return nullptr;
   auto shared = std::make_shared<net::file_index const>(std::move(*idx));
-  file_indexes[v.ih2] = shared;
+  file_indexes[ih2] = shared;
   return shared;
+}
+
+std::optional<net::served_site> node::impl::syncing_site(fetch const& f) {
+  auto idx = file_indexes.count(f.ih2) ? file_indexes[f.ih2] : nullptr;
+  if (!idx) {
+    auto t = session->torrent_file(f.ih2);
+    if (!t) return std::nullopt;  // no metadata yet
+    idx = keep_index(f.ih2, net::index_version(*t), f.site.address() + " version " + std::to_string(f.seq));
+    if (!idx) return std::nullopt;
+  }
+  auto& ready = syncing_files[f.ih2];
+  if (!ready) {
+    // Files verified before now (a resumed fetch, files placed from nothing); later ones are
+    // marked as libtorrent reports them (file_completed).
+    auto verified = session->verified_files(f.ih2);
+    if (verified.empty()) {
+      syncing_files.erase(f.ih2);
+      return std::nullopt;
+    }
+    auto r = std::make_shared<net::file_readiness>(verified.size());
+    for (std::size_t i = 0; i < verified.size(); ++i) r->ready[i].store(verified[i], std::memory_order_relaxed);
+    // Called on a gateway thread: the session is the node thread's.
+    r->want = [this, ih2 = f.ih2](int file) { boost::asio::post(ioc, [this, ih2, file] { session->want_file(ih2, file); }); };
+    ready = std::move(r);
+  }
+  net::served_site served;
+  served.root = idx->root_dir.empty() ? version_dir(f.site, f.seq) : version_dir(f.site, f.seq) / idx->root_dir;
+  served.version = f.seq;
+  served.files = idx->files;
+  served.syncing = ready;
+  return served;
 }
 
 void node::impl::refresh_view() {
@@ -56,6 +94,16 @@ void node::impl::refresh_view() {
       view->sites.emplace(s.address(), std::move(served));
     }
   }
+  // Browse while syncing: a site with no complete version serves the verified files of the one
+  // it fetches (a complete version always wins: readers never see two versions mixed).
+  for (auto const& [ih2, f] : fetching) {
+    if (view->sites.count(f.site.address())) continue;
+    if (auto served = syncing_site(f)) {
+      live.insert(ih2);
+      view->sites.emplace(f.site.address(), std::move(*served));
+    }
+  }
+  for (auto it = syncing_files.begin(); it != syncing_files.end();) it = live.count(it->first) ? std::next(it) : syncing_files.erase(it);
   for (auto it = file_indexes.begin(); it != file_indexes.end();) it = live.count(it->first) ? std::next(it) : file_indexes.erase(it);
   gateway->publish(std::move(view));
 }

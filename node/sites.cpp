@@ -117,6 +117,11 @@ status node::impl::start_sites() {
   session->set_events({
       [this](crypto::signed_item const& item) { (void)accept_record(item, "DHT"); },
       [this](net::info_hash2 const& ih2) { on_version_finished(ih2); },
+      [this](net::info_hash2 const& ih2, int file) {
+        auto it = syncing_files.find(ih2);
+        if (it != syncing_files.end() && file >= 0 && static_cast<std::size_t>(file) < it->second->ready.size())
+          it->second->ready[static_cast<std::size_t>(file)].store(true, std::memory_order_release);
+      },
       [this](net::info_hash2 const& ih2, std::string const& msg) { on_version_failed(ih2, msg); },
       [this](net::info_hash2 const& ih2, std::string const& blob) {
         if (is_beacon(ih2)) return;  // made afresh at every start

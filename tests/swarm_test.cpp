@@ -671,6 +671,74 @@ TEST_CASE("per-site rate limits hold a site's download and upload to the limit, 
   c.stop();
 }
 
+TEST_CASE("browse while syncing: a reader's gateway serves each verified file of a first version still downloading, and asks for "
+          "the wanted one first", "[swarm][gateway][sync]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 30);  // about 4 MB: 40 s at 100 kB/s
+  test::swarm_node a("a", base.path(), fast_schedules);
+  a.start({});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  auto key = address.substr(0, address.find('/'));
+  auto b_flags = fast_schedules;
+  b_flags.insert(b_flags.end(), {"--peer", a.endpoint()});
+  test::swarm_node b("b", base.path(), b_flags);
+  b.start({});
+  REQUIRE(b.cli({"follow", address, "--max-download-rate", "100"}).code == 0);
+  auto gw = b.cli_json({"status"})["gateway"].get<std::string>();
+  auto port = std::stoi(gw.substr(gw.rfind(':') + 1));
+  auto host = "news." + key + ".localhost:" + std::to_string(port);
+  auto slurp = [](fs::path const& p) {
+    std::ifstream in(p, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  };
+
+  // Before the metadata: nothing to serve yet.
+  // Once it is known: a file not yet here answers 503 with Retry-After, and is fetched first.
+  test::http_answer pending;
+  bool listed = test::wait_until([&] {
+    pending = test::http_get(port, host, "/articles/a29.html");
+    return pending.status == 503 || pending.status == 200;
+  }, 30s);
+  INFO("b:\n" << b.log());
+  REQUIRE(listed);
+  if (pending.status == 503) {
+    CHECK(pending.header("retry-after") == "2");
+    CHECK(pending.header("cache-control") == "no-store");
+    CHECK(pending.body.find("still arriving") != std::string::npos);
+    CHECK(pending.body.find("http-equiv=refresh") != std::string::npos);
+  }
+  // The wanted page arrives long before the site: 64 KB asked first, 4 MB at 100 kB/s.
+  test::http_answer page;
+  bool served = test::wait_until([&] {
+    page = test::http_get(port, host, "/articles/a29.html");
+    return page.status == 200;
+  }, 20s);
+  REQUIRE(served);
+  CHECK(page.body == slurp(site_dir / "articles" / "a29.html"));
+  CHECK_FALSE(page.header("etag").empty());
+  auto s = b.site(address);
+  INFO(s.dump());
+  CHECK_FALSE(s["complete"].get<bool>());  // served while the version still downloads
+  CHECK(s["version"] == 0);
+  // A big file nobody asked for is not there yet; a path outside the version is a plain 404.
+  auto big = test::http_get(port, host, "/img/front.jpg");
+  CHECK(big.status == 503);
+  CHECK(big.header("content-type").rfind("text/plain", 0) == 0);
+  CHECK(test::http_get(port, host, "/no/such/page.html").status == 404);
+
+  // Lift the limit: the version completes and is served as any complete version.
+  REQUIRE(b.cli({"follow", address, "--max-download-rate", "0"}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 30s));
+  bool complete_served = test::wait_until([&] {
+    auto r = test::http_get(port, host, "/img/front.jpg");
+    return r.status == 200 && r.body == slurp(site_dir / "img" / "front.jpg");
+  }, 10s);
+  CHECK(complete_served);
+  a.stop();
+  b.stop();
+}
+
 TEST_CASE("max-fetches: more sites than slots wait their turn, and all arrive", "[swarm][queue]") {
   test::temp_dir base;
   test::swarm_node a("a", base.path());

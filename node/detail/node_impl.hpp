@@ -99,7 +99,10 @@ struct node::impl {
   std::unique_ptr<net::session> session;
   std::unique_ptr<net::local_http_server> control;
   std::unique_ptr<net::gateway> gateway;
-  std::map<net::info_hash2, std::shared_ptr<net::file_index const>> file_indexes;  // per complete version
+  std::map<net::info_hash2, std::shared_ptr<net::file_index const>> file_indexes;  // per version the gateway serves
+  // Browse while syncing: which files of a version being fetched are verified, for sites with no
+  // complete version yet (shared with the gateway's view; set as files complete).
+  std::map<net::info_hash2, std::shared_ptr<net::file_readiness>> syncing_files;
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
   std::mt19937 rng{std::random_device{}()};
   bool stopping = false;
@@ -233,6 +236,11 @@ struct node::impl {
   void schedule_view();
   bool view_wanted();  // whether the 1-second tick should refresh the view
   std::shared_ptr<net::file_index const> index_of(site_id const& s, storage::version_record const& v);
+  // Keeps a version's file index for the gateway, if it is one it may serve.
+  std::shared_ptr<net::file_index const> keep_index(net::info_hash2 const& ih2, result<net::file_index> idx, std::string const& what);
+  // The gateway's entry for the version a site with no complete version is fetching, once its
+  // metadata is known: only its verified files are served.
+  std::optional<net::served_site> syncing_site(fetch const& f);
 };
 
 json notice_json(crypto::signed_item const& item);
