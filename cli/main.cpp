@@ -322,7 +322,7 @@ int cmd_publish(context& c) {
   auto key = node::keyring(c.home()).find(key_name);
   if (!key) return fail(key.err());
   json req = {{"dir", dir.lexically_normal().string()}, {"site", c.vm["site"].as<std::string>()}, {"key", key_name},
-              {"force", c.vm["force"].as<bool>()}};
+              {"force", c.vm["force"].as<bool>()}, {"no_copy", c.vm["no-copy"].as<bool>()}};
   if (key->encrypted) req["passphrase"] = *passphrase(c, true, false);
   std::array<std::uint8_t, 12> id;
   randombytes_buf(id.data(), id.size());
@@ -371,8 +371,11 @@ int cmd_publish(context& c) {
             << "  files     " << j["files"] << " (" << human_bytes(j["bytes"].get<double>()) << ")\n"
             << "  infohash  " << j["infohash"].get<std::string>() << "\n"
             << "  magnet    " << j["magnet"].get<std::string>() << "\n"
-            << "  gateway   " << j["url"].get<std::string>() << "\n"
-            << "Mirrors follow it with: outlast follow " << j["address"].get<std::string>() << "\n";
+            << "  gateway   " << j["url"].get<std::string>() << "\n";
+  if (!j.value("copied", true))
+    std::cout << "  seeded    from " << dir.lexically_normal().string() << " itself (--no-copy): do not change these files\n"
+              << "            while this version is the newest; publish again after editing\n";
+  std::cout << "Mirrors follow it with: outlast follow " << j["address"].get<std::string>() << "\n";
   return ok;
 }
 
@@ -577,7 +580,9 @@ std::vector<command> const& commands() {
          po::options_description d("Publish options");
          d.add_options()("site", po::value<std::string>()->value_name("NAME"), "The site's name: 1-63 of a-z, 0-9, '-'")
              ("key", po::value<std::string>()->value_name("NAME"), "Publisher key to sign with (default: default)")
-             ("force", po::bool_switch(), "Publish a new version even if nothing changed");
+             ("force", po::bool_switch(), "Publish a new version even if nothing changed")
+             ("no-copy", po::bool_switch(), "Seed from DIR itself instead of a private copy (large sites: no second copy on "
+                                            "disk; edits then need a new publish before they are served)");
          d.add(passphrase_options(false));
          return d;
        }, cmd_publish},

@@ -564,6 +564,10 @@ status session::add_version(version_spec const& spec) {
   atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode |
                  lt::torrent_flags::seed_mode | lt::torrent_flags::stop_when_ready);
   if (spec.seed) atp.flags |= lt::torrent_flags::seed_mode;
+  // Not file priorities: libtorrent keeps the pieces of a file it may not download in a part
+  // file, so it would neither read nor serve the real one. Upload mode set here stays (it is
+  // lifted by itself only for auto-managed torrents, which ours are not).
+  if (spec.no_download) atp.flags |= lt::torrent_flags::upload_mode;
   atp.upload_limit = spec.upload_limit > 0 ? spec.upload_limit : -1;  // resume data may hold an old one
   atp.download_limit = spec.download_limit > 0 ? spec.download_limit : -1;
   // Until its metadata is checked, a version only fetches metadata: no data is requested. Its

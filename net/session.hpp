@@ -63,6 +63,10 @@ struct version_spec {
   // --max-upload-rate`); 0: none but the node's.
   int upload_limit = 0;
   int download_limit = 0;
+  // Seed only, never write to the files: a version published with --no-copy, whose files are
+  // the publisher's own. A file changed since fails libtorrent's check before it is uploaded
+  // (seed mode) and is then neither served nor fetched back over the publisher's edit.
+  bool no_download = false;
 };
 
 // One connection that speaks push. Never reused within a session.

@@ -126,9 +126,13 @@ result<built_torrent> finish_torrent(lt::create_torrent& ct, bool single_file) {
 
 result<built_torrent> make_torrent(fs::path const& root, std::string const& name,
                                    std::function<void(std::int64_t, std::int64_t)> const& progress,
-                                   std::atomic<bool> const* cancel) {
+                                   std::atomic<bool> const* cancel, std::function<bool(std::string const&)> const& include) {
   lt::file_storage files;
-  lt::add_files(files, (root / name).string(), [](std::string const&) { return true; }, {});
+  auto top = fs::absolute(root / name).lexically_normal().string();
+  lt::add_files(files, top, [&](std::string const& path) {
+    if (!include || path == top) return true;
+    return path.size() > top.size() + 1 && path.compare(0, top.size() + 1, top + "/") == 0 && include(path.substr(top.size() + 1));
+  }, {});
   if (files.num_files() == 0) return make_error(errc::invalid_argument, "there are no files to publish");
   // A directory holding one file at its top would make a "file tree" of one top-level entry,
   // which libtorrent 2.0.8 loads as a single-file torrent at a different path than it wrote.

@@ -31,9 +31,12 @@ struct built_torrent {
 // directory of one file becomes a single-file torrent and that file is moved up into `root`.
 // `progress(done, total)` is called with bytes hashed so far. Setting `*cancel` stops early.
 // Errors: invalid_argument (no files), io_error (unreadable file), unavailable (cancelled).
+// `include(relative path)`, when given, picks the files and folders of `root/name` that are part
+// of the torrent (the others are left out).
 result<built_torrent> make_torrent(std::filesystem::path const& root, std::string const& name,
                                    std::function<void(std::int64_t, std::int64_t)> const& progress,
-                                   std::atomic<bool> const* cancel = nullptr);
+                                   std::atomic<bool> const* cancel = nullptr,
+                                   std::function<bool(std::string const&)> const& include = nullptr);
 
 // A file to publish: read from `source`, placed at `relative` under the version's folder.
 struct source_file {

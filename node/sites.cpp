@@ -158,6 +158,22 @@ status node::impl::start_sites() {
       spec.save_path = version_dir(s, v.seq);
       apply_site_rates(snap, spec);
       auto torrent_path = version_dir(s, v.seq).string() + ".torrent";
+      if (fs::is_symlink(spec.save_path / s.site, ec)) {
+        // Published with --no-copy: the publisher's own files, which may have changed while the
+        // node was down. Seed mode checks each piece before its first upload; resume data would
+        // vouch for pieces unchecked.
+        std::error_code ec2;
+        if (v.seq != rec.version) continue;  // its files are a newer version's now
+        if (!fs::is_directory(spec.save_path / s.site, ec2)) {
+          site_errors[s] = "version " + std::to_string(v.seq) + " was published with --no-copy from " +
+                           fs::read_symlink(spec.save_path / s.site, ec2).string() + ", which is gone; publish again";
+          log.error("sites", s.address() + ": " + site_errors[s]);
+          continue;
+        }
+        resume.reset();
+        spec.seed = true;
+        spec.no_download = true;
+      }
       if (resume) spec.resume = *resume;
       else if (auto t = crypto::read_small_file(torrent_path, 256 << 20)) spec.torrent = *t;
       auto added = session->add_version(spec);
@@ -528,6 +544,7 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
   auto site_name = req.value("site", "");
   auto key_name = req.value("key", "default");
   bool force = req.value("force", false);
+  bool no_copy = req.value("no_copy", false);
   auto job_id = req.value("job", "");
   std::optional<std::string> passphrase;
   if (req.contains("passphrase") && req["passphrase"].is_string()) passphrase = req["passphrase"].get<std::string>();
@@ -554,7 +571,7 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
   auto shared_kp = std::make_shared<crypto::key_pair>(std::move(*kp));
   log.info("publish", "publishing " + dir.string() + " as " + s.address() + " version " + std::to_string(seq));
 
-  asio::post(workers, [this, dir, s, seq, staging, job, job_id, shared_kp, force, respond = std::move(respond)]() mutable {
+  asio::post(workers, [this, dir, s, seq, staging, job, job_id, shared_kp, force, no_copy, respond = std::move(respond)]() mutable {
     auto fail = [&](error const& e) {
       std::error_code ec;
       fs::remove_all(staging, ec);
@@ -567,8 +584,13 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
     };
     auto scan = scan_site_dir(dir);
     if (!scan) return fail(scan.err());
-    if (auto full = disk_refusal(cfg.home, scan->bytes, "publishing " + dir.string()))
-      return fail(make_error(errc::io_error, *full + "; nothing was written"));
+    if (no_copy && scan->files.size() < 2) {
+      no_copy = false;  // a one-file site becomes a single-file torrent, whose file would be moved
+      scan->notes.push_back("a site of one file is always copied (--no-copy needs two files or more)");
+    }
+    if (!no_copy)
+      if (auto full = disk_refusal(cfg.home, scan->bytes, "publishing " + dir.string()))
+        return fail(make_error(errc::io_error, *full + "; nothing was written"));
     std::error_code ec;
     fs::remove_all(staging, ec);
     auto progress = [job](char const* phase) {
@@ -579,9 +601,31 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
         job->total = total;
       };
     };
-    // A private copy (the publisher may edit the directory again while we seed this version),
-    // hashed as it is written: each byte is read once.
-    auto built = net::copy_and_make_torrent(scan->files, staging, s.site, progress("copying"), &cancel_jobs);
+    result<net::built_torrent> built = make_error(errc::unavailable, "not built");
+    if (no_copy) {
+      // Seeded from the publisher's own files: the version's folder holds a symlink to the
+      // directory, and the torrent lists exactly the files the scan accepted. Nothing is copied.
+      auto source = fs::canonical(dir, ec);
+      fs::create_directories(staging, ec);
+      if (!ec) fs::create_directory_symlink(source, staging / s.site, ec);
+      if (ec) return fail(make_error(errc::io_error, "cannot link " + staging.string() + " to " + dir.string() + ": " + ec.message()));
+      std::set<std::string> included;
+      for (auto const& f : scan->files) {
+        if (f.source != source / f.relative) {  // a symlink inside the site: its target would be read twice over
+          fs::remove_all(staging, ec);
+          return fail(make_error(errc::invalid_argument, "cannot publish with --no-copy: " + f.relative.string() +
+                                                             " is a symlink (publish without --no-copy to copy its target)"));
+        }
+        for (auto p = f.relative; !p.empty(); p = p.parent_path()) included.insert(p.string());
+      }
+      built = net::make_torrent(staging, s.site, progress("hashing"), &cancel_jobs,
+                                [&](std::string const& rel) { return included.count(rel) > 0; });
+      if (built && built->single_file) built = make_error(errc::invalid_argument, "a single-file site cannot be published with --no-copy");
+    } else {
+      // A private copy (the publisher may edit the directory again while we seed this version),
+      // hashed as it is written: each byte is read once.
+      built = net::copy_and_make_torrent(scan->files, staging, s.site, progress("copying"), &cancel_jobs);
+    }
     if (!built) return fail(built.err());
     asio::post(ioc, [this, s, seq, shared_kp, built = std::move(*built), force, notes = scan->notes, job_id,
                      respond = std::move(respond)]() mutable {
@@ -639,8 +683,13 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
   spec.save_path = final_dir;
   spec.torrent = built.torrent;
   spec.seed = true;
+  spec.no_download = fs::is_symlink(final_dir / s.site);  // published with --no-copy
   if (auto added = session->add_version(spec); !added) return respond(json_error(500, added.err().message));
   seeding[built.ih2] = s;
+  // Older versions published with --no-copy share the directory, whose files are this version's
+  // now: they leave the swarm (mirrors still seed them).
+  for (auto const& v : load_site(s).versions)
+    if (v.seq < seq && fs::is_symlink(version_dir(s, v.seq) / s.site, ec) && seeding.erase(v.ih2)) session->remove_version(v.ih2, false);
   ensure_beacon(s.key);
   note_arrival(*item, "local");
   forward(*item, 0);
@@ -649,6 +698,7 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
   refresh_view();
   out["version"] = seq;
   out["unchanged"] = false;
+  out["copied"] = !spec.no_download;
   log.info("publish", "published " + s.address() + " version " + std::to_string(seq) + ": " + std::to_string(built.files) +
                           " files, " + std::to_string(built.size) + " bytes, " + magnet(built.ih2));
   respond(json_response(200, out));

@@ -739,6 +739,79 @@ TEST_CASE("browse while syncing: a reader's gateway serves each verified file of
   b.stop();
 }
 
+TEST_CASE("publish --no-copy seeds the publisher's own files; an edit made while the node was down is neither served nor "
+          "overwritten", "[swarm][nocopy]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);
+  auto original = base / "original";
+  fs::copy(site_dir, original, fs::copy_options::recursive);
+  fs::create_directories(site_dir / ".git");
+  std::ofstream(site_dir / ".git" / "HEAD") << "ref: refs/heads/main\n";  // left out, as when copying
+  test::swarm_node a("a", base.path(), fast_schedules);
+  a.start({});
+  auto pub = a.cli_json({"publish", site_dir.string(), "--site", "news", "--no-copy"});
+  CHECK(pub["copied"] == false);
+  auto address = pub["address"].get<std::string>();
+  auto key = address.substr(0, address.find('/'));
+  auto version_root = a.home() / "sites" / key / "news" / "1" / "news";
+  REQUIRE(fs::is_symlink(version_root));  // nothing copied: the version is the directory itself
+  CHECK(fs::canonical(version_root) == fs::canonical(site_dir));
+  CHECK(a.cli({"publish", original.string(), "--site", "other", "--no-copy"}).out.find("--no-copy") != std::string::npos);
+
+  auto b_flags = fast_schedules;
+  b_flags.insert(b_flags.end(), {"--peer", a.endpoint()});
+  test::swarm_node b("b", base.path(), b_flags);
+  b.start({});
+  REQUIRE(b.cli({"follow", address}).code == 0);
+  bool mirrored = test::wait_until([&] { return has_version(b, address, 1); }, 60s);
+  INFO("a:\n" << a.log() << "\nb:\n" << b.log());
+  REQUIRE(mirrored);
+  CHECK(same_tree(original, mirrored_files(b, address, 1)));
+  b.stop();
+
+  // The publisher edits a file while its node is down; the node comes back.
+  a.stop();
+  std::string edited = "<!doctype html><title>Edited</title><p>not published yet</p>\n";
+  std::ofstream(site_dir / "articles" / "a0.html", std::ios::trunc) << edited;
+  a.start({});
+  // A reader that can reach only the publisher gets every unchanged file but not the edited one
+  // (libtorrent checks each piece before its first upload and finds it changed).
+  test::swarm_node c("c", base.path(), fast_schedules);
+  c.start({a.endpoint()}, {"--peer", a.endpoint()});
+  REQUIRE(c.cli({"follow", address}).code == 0);
+  bool most = test::wait_until([&] {
+    auto s = c.site(address);
+    return !s.is_null() && s["progress"].get<double>() > 0.9;
+  }, 60s);
+  INFO("c:\n" << c.log());
+  REQUIRE(most);
+  CHECK_FALSE(has_version(c, address, 1));
+  // The mirror comes back: the reader completes with the signed bytes, and the publisher's edit
+  // is still there, not overwritten by the old version.
+  b.start({});
+  c.stop();
+  c.start({a.endpoint()}, {"--peer", a.endpoint(), "--peer", b.endpoint()});
+  bool complete = test::wait_until([&] { return has_version(c, address, 1); }, 60s);
+  CHECK(complete);
+  CHECK(same_tree(original, mirrored_files(c, address, 1)));
+  std::ifstream in(site_dir / "articles" / "a0.html");
+  CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == edited);
+  // Publishing again makes the edit a version of its own.
+  fs::remove_all(site_dir / ".git");
+  CHECK(a.cli_json({"publish", site_dir.string(), "--site", "news", "--no-copy"})["version"] == 2);
+  CHECK(test::wait_until([&] { return has_version(c, address, 2); }, 60s));
+  CHECK(same_tree(site_dir, mirrored_files(c, address, 2)));
+  // Version 1 shared the directory: it is no longer the publisher's to seed or export.
+  auto exported = a.cli_json({"export", address, (base / "all.bundle").string(), "--all"});
+  CHECK(exported["versions"] == json::array({2}));
+  REQUIRE(exported["skipped"].size() == 1);
+  CHECK(exported["skipped"][0]["reason"].get<std::string>().find("--no-copy") != std::string::npos);
+  a.stop();
+  b.stop();
+  c.stop();
+}
+
 TEST_CASE("max-fetches: more sites than slots wait their turn, and all arrive", "[swarm][queue]") {
   test::temp_dir base;
   test::swarm_node a("a", base.path());
