@@ -205,6 +205,20 @@ std::pair<double, double> run_outlast_three(fs::path const& work, fs::path const
   return {end_to_end, transfer};
 }
 
+// Publish with --no-copy: hashing the publisher's own files in place (both cores), signing and
+// announcing; nothing is copied. Seconds, as the CLI sees them.
+double run_publish_no_copy(fs::path const& work, fs::path const& site) {
+  outlast::test::temp_dir homes;
+  node_proc a{homes / "a", nullptr, {}};
+  a.start(work, "none");
+  auto t0 = clk::now();
+  auto pub = a.cli({"publish", site.string(), "--site", "bench", "--no-copy"}, work);
+  double s = std::chrono::duration<double>(clk::now() - t0).count();
+  if (pub.value("copied", true)) throw std::runtime_error("publish --no-copy copied the site");
+  a.stop();
+  return s;
+}
+
 // A torrent of the site's files made by stock libtorrent (v1-only or v2-only, default piece size).
 std::shared_ptr<lt::torrent_info> stock_torrent(fs::path const& site, lt::create_flags_t flags, std::vector<char>* raw = nullptr) {
   lt::file_storage fst;
@@ -382,7 +396,7 @@ int main(int argc, char** argv) {
   auto ti_v2 = stock_torrent(site, lt::create_torrent::v2_only);
   std::vector<char> raw_v1;
   auto ti_v1 = stock_torrent(site, lt::create_torrent::v1_only, &raw_v1);
-  std::vector<double> publish, replicate, transfer, update_s, openssl, copy_floor, three, three_xfer;
+  std::vector<double> publish, publish_nc, replicate, transfer, update_s, openssl, copy_floor, three, three_xfer;
   std::vector<double> stock_v2, stock_v1, aria2c, stock3_v2, stock3_v1;
   std::vector<std::int64_t> update_bytes, update_mb_bytes;
   for (int r = 0; r < runs; ++r) {
@@ -401,11 +415,12 @@ int main(int argc, char** argv) {
     aria2c.push_back(run_aria2c(work.path(), site, ti_v1, raw_v1));
     stock3_v2.push_back(run_stock(work.path(), site, ti_v2, 3));
     stock3_v1.push_back(run_stock(work.path(), site, ti_v1, 3));
+    publish_nc.push_back(run_publish_no_copy(work.path(), site));
     openssl.push_back(run_openssl(work.path(), site));
     copy_floor.push_back(run_copy_floor(work.path(), site));
-    std::printf("  run %d: publish %.2f s; replicate %.2f s (transfer %.2f s), stock v2 %.2f s, stock v1 %.2f s, aria2c %.2f s;\n"
+    std::printf("  run %d: publish %.2f s (--no-copy %.2f s, openssl %.2f s); replicate %.2f s (transfer %.2f s), stock v2 %.2f s, stock v1 %.2f s, aria2c %.2f s;\n"
                 "         3 seeders %.2f s (transfer %.2f s), stock v2 %.2f s, stock v1 %.2f s; update %lld bytes in %.2f s\n",
-                r + 1, o.publish_s, o.replicate_s, o.transfer_s, stock_v2.back(), stock_v1.back(), aria2c.back(), t3, x3,
+                r + 1, o.publish_s, publish_nc.back(), openssl.back(), o.replicate_s, o.transfer_s, stock_v2.back(), stock_v1.back(), aria2c.back(), t3, x3,
                 stock3_v2.back(), stock3_v1.back(), static_cast<long long>(o.update_bytes), o.update_s);
   }
   auto median = [](auto v) {
@@ -423,6 +438,8 @@ int main(int argc, char** argv) {
               median(publish) / median(openssl));
   std::printf("%-38s %7.0f MB %11.2f s %19.2f s cp+syncfs %8.2f\n", "publish vs a durable copy", mb, median(publish),
               median(copy_floor), median(publish) / median(copy_floor));
+  std::printf("%-38s %7.0f MB %11.2f s %21.2f s openssl %8.2f\n", "publish --no-copy (hash + sign)", mb, median(publish_nc),
+              median(openssl), median(publish_nc) / median(openssl));
   auto mbs_row = [&](char const* what, double ours, double ref, char const* ref_name) {
     std::printf("%-38s %7.0f MB %9.1f MB/s %12.1f MB/s %-13s %6.2f\n", what, mb, ours, ref, ref_name, ours / ref);
   };
@@ -444,12 +461,15 @@ int main(int argc, char** argv) {
               " metadata; aria2c fetches the v1 torrent from a stock seeder found through a loopback tracker, timed from\n"
               " start to exit. 3 seeds: Outlast's publisher and two mirrors, stock: three seeding sessions. Publish is\n"
               " compared with `openssl dgst -sha256` over the same files in one process, the single-core hashing floor\n"
-              " (target <= 1.0), and with `cp -r` + syncfs, the disk's floor for the durable private copy publish makes.\n"
+              " (target <= 1.0), and with `cp -r` + syncfs, the disk's floor for the durable private copy publish makes;\n"
+              " publish --no-copy seeds the directory itself: hashing on both cores, nothing copied.\n"
               " A changed 20 KB file moves 32 KiB: libtorrent 2.0 requests the block that ends a file whole, padding included.)\n",
               runs, LIBTORRENT_VERSION);
   using outlast::bench::summary_row;
   auto site_name = std::string(small ? "small site" : "standard site");
   summary_row("replicate", "publish, " + site_name, median(publish), median(openssl), "s", "openssl dgst -sha256", false, "<= 1.0x openssl");
+  summary_row("replicate", "publish --no-copy, " + site_name, median(publish_nc), median(openssl), "s", "openssl dgst -sha256", false,
+              "<= 1.0x openssl");
   summary_row("replicate", "publish, " + site_name + " (disk floor)", median(publish), median(copy_floor), "s", "cp -r + syncfs", false);
   summary_row("replicate", "replicate end to end, " + site_name, rep, v2, "MB/s", "stock libtorrent v2 pair", true, ">= 1.0x");
   summary_row("replicate", "replicate end to end, " + site_name, rep, v1, "MB/s", "stock libtorrent v1 pair", true, ">= 1.0x");
@@ -465,7 +485,7 @@ int main(int argc, char** argv) {
   fs::create_directories("bench/results");
   std::ofstream("bench/results/replicate.jsonl", std::ios::app)
       << json{{"workload", "replicate"}, {"site", small ? "small" : "standard"}, {"mb", mb}, {"runs", runs},
-              {"publish_s", median(publish)}, {"openssl_s", median(openssl)}, {"replicate_mb_s", rep}, {"transfer_mb_s", xfer},
+              {"publish_s", median(publish)}, {"publish_no_copy_s", median(publish_nc)}, {"openssl_s", median(openssl)}, {"replicate_mb_s", rep}, {"transfer_mb_s", xfer},
               {"stock_v2_mb_s", v2}, {"stock_v1_mb_s", v1}, {"aria2c_mb_s", ar}, {"three_mb_s", rep3}, {"three_transfer_mb_s", xfer3},
               {"stock3_v2_mb_s", v2_3}, {"stock3_v1_mb_s", v1_3}, {"update_bytes", median(update_bytes)}, {"update_s", median(update_s)},
               {"copy_floor_s", median(copy_floor)}, {"update_1mb_bytes", median(update_mb_bytes)}}.dump()
