@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "bench/stock.hpp"
 #include "bench/summary.hpp"
 #include "net/local_http.hpp"
 #include "tests/support/http.hpp"
@@ -150,13 +151,7 @@ figures run(int n) {
   {
     auto self = ::getpid();
     auto before = rss_kb(self);
-    lt::settings_pack p;
-    p.set_str(lt::settings_pack::listen_interfaces, "127.0.0.1:0");
-    p.set_bool(lt::settings_pack::enable_dht, false);
-    p.set_bool(lt::settings_pack::enable_lsd, false);
-    p.set_bool(lt::settings_pack::enable_upnp, false);
-    p.set_bool(lt::settings_pack::enable_natpmp, false);
-    lt::session ses(p);
+    lt::session ses(outlast::bench::stock_settings());
     int added = 0;
     for (auto const& e : fs::recursive_directory_iterator(mirror_home / "sites")) {
       if (e.path().extension() != ".torrent") continue;

@@ -32,6 +32,7 @@
 #include <random>
 #include <thread>
 
+#include "bench/stock.hpp"
 #include "bench/summary.hpp"
 #include "tests/support/process.hpp"
 #include "tests/support/temp_dir.hpp"
@@ -231,15 +232,9 @@ std::shared_ptr<lt::torrent_info> stock_torrent(fs::path const& site, lt::create
   return std::make_shared<lt::torrent_info>(buf, lt::from_span);
 }
 
-// A stock session: default settings but for TCP-only outgoing connections (no DHT/LSD/UPnP
-// needed: peers are given directly).
+// A stock session (bench/stock.hpp), TCP-only outgoing connections.
 std::unique_ptr<lt::session> stock_session() {
-  lt::settings_pack p;
-  p.set_str(lt::settings_pack::listen_interfaces, "127.0.0.1:0");
-  p.set_bool(lt::settings_pack::enable_dht, false);
-  p.set_bool(lt::settings_pack::enable_lsd, false);
-  p.set_bool(lt::settings_pack::enable_upnp, false);
-  p.set_bool(lt::settings_pack::enable_natpmp, false);
+  auto p = outlast::bench::stock_settings();
   // Same transport as Outlast's local swarm (TCP): loopback uTP is several times slower.
   p.set_bool(lt::settings_pack::enable_outgoing_utp, false);
   return std::make_unique<lt::session>(p);

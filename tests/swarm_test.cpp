@@ -72,6 +72,13 @@ bool has_version(test::swarm_node const& n, std::string const& address, std::int
 
 std::vector<std::string> const fast_schedules = {"--poll-interval", "1", "--republish-interval", "1", "--resume-interval", "1"};
 
+// fast_schedules, and `endpoint` as a static peer.
+std::vector<std::string> fast_with_peer(std::string const& endpoint) {
+  auto flags = fast_schedules;
+  flags.insert(flags.end(), {"--peer", endpoint});
+  return flags;
+}
+
 }  // namespace
 
 TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update that moves only the change", "[swarm]") {
@@ -499,9 +506,7 @@ TEST_CASE("export --all carries every kept version with its own signed pointer, 
   test::swarm_node a("a", base.path(), fast_schedules);
   a.start({});
   auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
-  auto b_flags = fast_schedules;
-  b_flags.insert(b_flags.end(), {"--peer", a.endpoint()});
-  test::swarm_node b("b", base.path(), b_flags), c("c", base.path()), d("d", base.path());
+  test::swarm_node b("b", base.path(), fast_with_peer(a.endpoint())), c("c", base.path()), d("d", base.path());
   b.start({});
   REQUIRE(b.cli({"follow", address}).code == 0);
   REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 60s));
@@ -617,9 +622,7 @@ TEST_CASE("per-site rate limits hold a site's download and upload to the limit, 
   test::swarm_node a("a", base.path(), fast_schedules);
   a.start({});
   auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
-  auto b_flags = fast_schedules;
-  b_flags.insert(b_flags.end(), {"--peer", a.endpoint()});
-  test::swarm_node b("b", base.path(), b_flags);
+  test::swarm_node b("b", base.path(), fast_with_peer(a.endpoint()));
   b.start({});
   constexpr std::int64_t limit = 100'000;  // bytes/s
   // Bound on what a limited transfer may have moved after `t` seconds: the limit, plus one
@@ -685,9 +688,7 @@ TEST_CASE("browse while syncing: a reader's gateway serves each verified file of
   a.start({});
   auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
   auto key = address.substr(0, address.find('/'));
-  auto b_flags = fast_schedules;
-  b_flags.insert(b_flags.end(), {"--peer", a.endpoint()});
-  test::swarm_node b("b", base.path(), b_flags);
+  test::swarm_node b("b", base.path(), fast_with_peer(a.endpoint()));
   b.start({});
   REQUIRE(b.cli({"follow", address, "--max-download-rate", "100"}).code == 0);
   auto gw = b.cli_json({"status"})["gateway"].get<std::string>();
@@ -764,9 +765,7 @@ TEST_CASE("publish --no-copy seeds the publisher's own files; an edit made while
   CHECK(fs::canonical(version_root) == fs::canonical(site_dir));
   CHECK(a.cli({"publish", original.string(), "--site", "other", "--no-copy"}).out.find("--no-copy") != std::string::npos);
 
-  auto b_flags = fast_schedules;
-  b_flags.insert(b_flags.end(), {"--peer", a.endpoint()});
-  test::swarm_node b("b", base.path(), b_flags);
+  test::swarm_node b("b", base.path(), fast_with_peer(a.endpoint()));
   b.start({});
   REQUIRE(b.cli({"follow", address}).code == 0);
   bool mirrored = test::wait_until([&] { return has_version(b, address, 1); }, 60s);
