@@ -105,6 +105,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
   std::vector<boost::asio::ip::tcp::endpoint> static_peers;
   std::chrono::steady_clock::time_point last_announce{};
   std::chrono::steady_clock::time_point last_bootstrap{};
+  std::chrono::steady_clock::time_point first_bootstrap{};
   int outstanding_resume = 0;
 
   struct torrent_entry {
@@ -222,6 +223,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (idx_up >= 0) cached.payload_up = counters[static_cast<std::size_t>(idx_up)];
       if (idx_failed >= 0) cached.failed_bytes = counters[static_cast<std::size_t>(idx_failed)];
       if (idx_banned >= 0) cached.banned_peers = counters[static_cast<std::size_t>(idx_banned)];
+      check_dht_ready();
     } else if (auto* m = lt::alert_cast<lt::dht_mutable_item_alert>(a)) {
       on_item(*m);
     } else if (auto* md = lt::alert_cast<lt::metadata_received_alert>(a)) {
@@ -416,12 +418,23 @@ struct session::impl : std::enable_shared_from_this<impl> {
     return lt::aux::to_hex(st.dht_state.nids.front().second);
   }
 
+  // The first time the DHT has a node: announce what was added before, and tell the node.
+  void check_dht_ready() {
+    if (dht_ready_reported || cached.dht_nodes <= 0) return;
+    dht_ready_reported = true;
+    // Torrents added before the DHT had nodes announced to nobody, and libtorrent would wait
+    // its 15-minute interval to try again: announce them all now, seeds included.
+    for (auto& [ih, e] : torrents)
+      if (e.handle.is_valid()) e.handle.force_dht_announce();
+    if (events.dht_ready) events.dht_ready();
+  }
+
   void tick() {
     if (!ses) return;
     cached.dht_running = ses->is_dht_running();
     if (cached.dht_running && !bootstrapped) {
       bootstrapped = true;
-      last_bootstrap = std::chrono::steady_clock::now();
+      last_bootstrap = first_bootstrap = std::chrono::steady_clock::now();
       add_bootstrap_nodes();
       log("info", "DHT running, node id " + node_id());
     } else if (bootstrapped && cached.dht_nodes == 0 && std::chrono::steady_clock::now() - last_bootstrap > std::chrono::seconds(5)) {
@@ -432,16 +445,14 @@ struct session::impl : std::enable_shared_from_this<impl> {
       log("debug", "no DHT nodes yet: contacting the bootstrap nodes again");
     }
     ses->post_session_stats();
-    if (!dht_ready_reported && cached.dht_nodes > 0) {
-      dht_ready_reported = true;
-      // Torrents added before the DHT had nodes announced to nobody, and libtorrent would wait
-      // its 15-minute interval to try again: announce them all now, seeds included.
-      for (auto& [ih, e] : torrents)
-        if (e.handle.is_valid()) e.handle.force_dht_announce();
-      if (events.dht_ready) events.dht_ready();
-    }
+    check_dht_ready();
     nudge_lonely_torrents();
-    timer.expires_after(bootstrapped ? std::chrono::seconds(1) : std::chrono::milliseconds(50));
+    // Until the DHT has its first node, its figures are read every 100 ms (for 10 s): a follow
+    // made right after start waits on it, and at one read a second it learned of the node about
+    // 2 s late (a figure is a tick old when it is read).
+    auto now = std::chrono::steady_clock::now();
+    bool eager = bootstrapped && !dht_ready_reported && now - first_bootstrap < std::chrono::seconds(10);
+    timer.expires_after(!bootstrapped ? std::chrono::milliseconds(50) : eager ? std::chrono::milliseconds(100) : std::chrono::seconds(1));
     timer.async_wait([w = weak_from_this()](boost::system::error_code ec) {
       if (auto self = w.lock(); self && !ec) self->tick();
     });
