@@ -30,6 +30,11 @@
 namespace outlast::net {
 
 namespace {
+// Our 0 ("none") as libtorrent's "unlimited".
+int lt_rate(int bytes_per_s) { return bytes_per_s > 0 ? bytes_per_s : -1; }
+}  // namespace
+
+namespace {
 
 struct host_port {
   std::string host;
@@ -342,8 +347,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
     atp.save_path = e.spec.save_path.string();
     atp.userdata = tag_for(e.spec);
     atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode);
-    atp.upload_limit = e.spec.upload_limit > 0 ? e.spec.upload_limit : -1;
-    atp.download_limit = e.spec.download_limit > 0 ? e.spec.download_limit : -1;
+    atp.upload_limit = lt_rate(e.spec.upload_limit);
+    atp.download_limit = lt_rate(e.spec.download_limit);
     lt::error_code ec;
     e.handle = ses->add_torrent(std::move(atp), ec);
     if (ec) {
@@ -579,8 +584,8 @@ status session::add_version(version_spec const& spec) {
   // file, so it would neither read nor serve the real one. Upload mode set here stays (it is
   // lifted by itself only for auto-managed torrents, which ours are not).
   if (spec.no_download) atp.flags |= lt::torrent_flags::upload_mode;
-  atp.upload_limit = spec.upload_limit > 0 ? spec.upload_limit : -1;  // resume data may hold an old one
-  atp.download_limit = spec.download_limit > 0 ? spec.download_limit : -1;
+  atp.upload_limit = lt_rate(spec.upload_limit);  // resume data may hold an old one
+  atp.download_limit = lt_rate(spec.download_limit);
   // Until its metadata is checked, a version only fetches metadata: no data is requested. Its
   // gate keeps its connections open meanwhile (net/detail/fetch_gate.hpp).
   if (!atp.ti) {
@@ -642,8 +647,8 @@ void session::set_rate_limits(info_hash2 const& ih2, int upload, int download) {
   e.spec.upload_limit = upload;
   e.spec.download_limit = download;
   if (!e.handle.is_valid()) return;  // between removal and re-adding: the re-add takes them
-  e.handle.set_upload_limit(upload > 0 ? upload : -1);
-  e.handle.set_download_limit(download > 0 ? download : -1);
+  e.handle.set_upload_limit(lt_rate(upload));
+  e.handle.set_download_limit(lt_rate(download));
 }
 
 namespace {

@@ -74,8 +74,7 @@ void node::impl::export_bundle(json const& req, net::local_http_server::responde
       skipped.push_back({{"version", v.seq}, {"reason", "its signed pointer was not kept (held since before this node kept one per version)"}});
       continue;
     }
-    std::error_code ec;
-    if (v.seq != newest && fs::is_symlink(version_dir(*s, v.seq) / s->site, ec)) {
+    if (v.seq != newest && published_in_place(*s, v.seq)) {
       skipped.push_back({{"version", v.seq}, {"reason", "published with --no-copy: its files are a newer version's now"}});
       continue;
     }

@@ -39,8 +39,17 @@ std::shared_ptr<net::file_index const> node::impl::keep_index(net::info_hash2 co
   return shared;
 }
 
+net::served_site node::impl::served_version(site_id const& s, std::int64_t seq, net::file_index const& idx) const {
+  net::served_site served;
+  served.root = idx.root_dir.empty() ? version_dir(s, seq) : version_dir(s, seq) / idx.root_dir;
+  served.version = seq;
+  served.files = idx.files;
+  return served;
+}
+
 std::optional<net::served_site> node::impl::syncing_site(fetch const& f) {
-  auto idx = file_indexes.count(f.ih2) ? file_indexes[f.ih2] : nullptr;
+  auto known = file_indexes.find(f.ih2);
+  auto idx = known != file_indexes.end() ? known->second : nullptr;
   if (!idx) {
     auto t = session->torrent_file(f.ih2);
     if (!t) return std::nullopt;  // no metadata yet
@@ -62,10 +71,7 @@ std::optional<net::served_site> node::impl::syncing_site(fetch const& f) {
     r->want = [this, ih2 = f.ih2](int file) { boost::asio::post(ioc, [this, ih2, file] { session->want_file(ih2, file); }); };
     ready = std::move(r);
   }
-  net::served_site served;
-  served.root = idx->root_dir.empty() ? version_dir(f.site, f.seq) : version_dir(f.site, f.seq) / idx->root_dir;
-  served.version = f.seq;
-  served.files = idx->files;
+  auto served = served_version(f.site, f.seq, *idx);
   served.syncing = ready;
   return served;
 }
@@ -87,11 +93,7 @@ void node::impl::refresh_view() {
       auto idx = index_of(s, v);
       if (!idx) continue;
       live.insert(v.ih2);
-      net::served_site served;
-      served.root = idx->root_dir.empty() ? version_dir(s, v.seq) : version_dir(s, v.seq) / idx->root_dir;
-      served.version = v.seq;
-      served.files = idx->files;
-      view->sites.emplace(s.address(), std::move(served));
+      view->sites.emplace(s.address(), served_version(s, v.seq, *idx));
     }
   }
   // Browse while syncing: a site with no complete version serves the verified files of the one

@@ -44,6 +44,11 @@ fs::path node::impl::version_dir(site_id const& s, std::int64_t seq) const {
   return cfg.home / "sites" / s.key.to_text() / s.site / std::to_string(seq);
 }
 
+bool node::impl::published_in_place(site_id const& s, std::int64_t seq) const {
+  std::error_code ec;
+  return fs::is_symlink(version_dir(s, seq) / s.site, ec);
+}
+
 site_snapshot node::impl::load_site(site_id const& s) const {
   site_snapshot snap;
   (void)store->read([&](storage::txn& t) -> status {
@@ -158,12 +163,11 @@ status node::impl::start_sites() {
       spec.save_path = version_dir(s, v.seq);
       apply_site_rates(snap, spec);
       auto torrent_path = version_dir(s, v.seq).string() + ".torrent";
-      if (fs::is_symlink(spec.save_path / s.site, ec)) {
-        // Published with --no-copy: the publisher's own files, which may have changed while the
-        // node was down. Seed mode checks each piece before its first upload; resume data would
-        // vouch for pieces unchecked.
-        std::error_code ec2;
+      if (published_in_place(s, v.seq)) {
+        // The publisher's own files, which may have changed while the node was down. Seed mode
+        // checks each piece before its first upload; resume data would vouch for pieces unchecked.
         if (v.seq != rec.version) continue;  // its files are a newer version's now
+        std::error_code ec2;
         if (!fs::is_directory(spec.save_path / s.site, ec2)) {
           site_errors[s] = "version " + std::to_string(v.seq) + " was published with --no-copy from " +
                            fs::read_symlink(spec.save_path / s.site, ec2).string() + ", which is gone; publish again";
@@ -683,13 +687,13 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
   spec.save_path = final_dir;
   spec.torrent = built.torrent;
   spec.seed = true;
-  spec.no_download = fs::is_symlink(final_dir / s.site);  // published with --no-copy
+  spec.no_download = published_in_place(s, seq);
   if (auto added = session->add_version(spec); !added) return respond(json_error(500, added.err().message));
   seeding[built.ih2] = s;
   // Older versions published with --no-copy share the directory, whose files are this version's
   // now: they leave the swarm (mirrors still seed them).
   for (auto const& v : load_site(s).versions)
-    if (v.seq < seq && fs::is_symlink(version_dir(s, v.seq) / s.site, ec) && seeding.erase(v.ih2)) session->remove_version(v.ih2, false);
+    if (v.seq < seq && published_in_place(s, v.seq) && seeding.erase(v.ih2)) session->remove_version(v.ih2, false);
   ensure_beacon(s.key);
   note_arrival(*item, "local");
   forward(*item, 0);

@@ -157,6 +157,8 @@ struct node::impl {
 
   // sites.cpp
   std::filesystem::path version_dir(site_id const& s, std::int64_t seq) const;
+  // A version published with --no-copy: its folder holds a symlink to the publisher's directory.
+  bool published_in_place(site_id const& s, std::int64_t seq) const;
   site_snapshot load_site(site_id const& s) const;
   std::vector<storage::site_record> load_sites() const;
   site_table load_site_table() const;
@@ -238,6 +240,8 @@ struct node::impl {
   std::shared_ptr<net::file_index const> index_of(site_id const& s, storage::version_record const& v);
   // Keeps a version's file index for the gateway, if it is one it may serve.
   std::shared_ptr<net::file_index const> keep_index(net::info_hash2 const& ih2, result<net::file_index> idx, std::string const& what);
+  // A version as the gateway serves it, from its file index.
+  net::served_site served_version(site_id const& s, std::int64_t seq, net::file_index const& idx) const;
   // The gateway's entry for the version a site with no complete version is fetching, once its
   // metadata is known: only its verified files are served.
   std::optional<net::served_site> syncing_site(fetch const& f);
