@@ -705,6 +705,19 @@ std::map<info_hash2, torrent_state> session::version_states() const {
   return out;
 }
 
+result<std::string> session::metadata(info_hash2 const& ih2) const {
+  auto it = m_impl->torrents.find(ih2);
+  if (it == m_impl->torrents.end() || !it->second.handle.is_valid()) return make_error(errc::not_found, "no such version in the swarm");
+  auto ti = it->second.handle.torrent_file();
+  if (!ti || !ti->is_valid()) return make_error(errc::unavailable, "the metadata of " + to_hex(ih2) + " is not known yet");
+  lt::entry t(lt::entry::dictionary_t);
+  auto const info = ti->info_section();
+  t["info"] = lt::entry::preformatted_type(info.begin(), info.end());
+  std::string out;
+  lt::bencode(std::back_inserter(out), t);
+  return out;
+}
+
 result<std::string> session::torrent_file(info_hash2 const& ih2) const {
   auto it = m_impl->torrents.find(ih2);
   if (it == m_impl->torrents.end() || !it->second.handle.is_valid()) return make_error(errc::not_found, "no such version in the swarm");

@@ -149,9 +149,14 @@ class session {
   // Every version in the swarm, read in one call to libtorrent (a node with 1,000 sites would
   // otherwise wait on libtorrent's thread 1,000 times).
   std::map<info_hash2, torrent_state> version_states() const;
-  // The version's .torrent with its piece layers, once its metadata is known (to keep beside a
-  // mirrored version for export and restarts). Errors: not_found, unavailable.
+  // The version's .torrent with its piece layers, once its metadata is known. Costly: libtorrent
+  // builds the layers on its network thread (~1.5 s for 5,201 files), stalling every transfer;
+  // a complete version's comes from its resume data instead (torrent_from_resume).
+  // Errors: not_found, unavailable.
   result<std::string> torrent_file(info_hash2 const& ih2) const;
+  // The version's metadata alone, as a .torrent without piece layers: enough to list its files.
+  // Cheap. Errors: not_found, unavailable (not known yet).
+  result<std::string> metadata(info_hash2 const& ih2) const;
   // Asks every torrent with unsaved changes for resume data (reported through resume_data).
   void save_resume_data();
   // Handles alerts on this thread until every resume-data request is answered or `timeout`

@@ -4,6 +4,8 @@
 #include <libtorrent/create_torrent.hpp>
 #include <libtorrent/hasher.hpp>
 #include <libtorrent/hex.hpp>
+#include <libtorrent/add_torrent_params.hpp>
+#include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/settings_pack.hpp>
 #include <libtorrent/torrent_info.hpp>
 
@@ -465,6 +467,75 @@ result<torrent_summary> check_torrent(std::string const& torrent, std::int64_t m
     return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
   }
   return detail::check_info(*ti, max_size);
+}
+
+result<std::string> torrent_from_resume(std::string const& resume, info_hash2 const& expect) {
+  lt::error_code ec;
+  auto atp = lt::read_resume_data(lt::span<char const>(resume.data(), static_cast<std::ptrdiff_t>(resume.size())), ec);
+  if (ec || !atp.ti || !atp.ti->is_valid()) return make_error(errc::corrupt, "resume data without the version's metadata");
+  auto const& ti = *atp.ti;
+  auto const& ih = ti.info_hashes();
+  if (!ih.has_v2() || !std::equal(expect.begin(), expect.end(), reinterpret_cast<std::uint8_t const*>(ih.v2.data())))
+    return make_error(errc::corrupt, "resume data of another version");
+  auto const& files = ti.files();
+  int const per_piece = ti.piece_length() / block_size;
+  std::vector<lt::sha256_hash> zeros(static_cast<std::size_t>(per_piece));
+  lt::sha256_hash const pad_piece = merkle_root(zeros);  // a piece past a file's end (BEP 52)
+  lt::entry::dictionary_type layers;
+  for (auto f : files.file_range()) {
+    if (files.pad_file_at(f) || files.file_size(f) <= ti.piece_length()) continue;  // no layer: the root says it all
+    auto const name = files.file_path(f);
+    auto missing = [&] { return make_error(errc::corrupt, "resume data lacks the hashes of " + name); };
+    if (f >= atp.merkle_trees.end_index()) return missing();
+    // libtorrent keeps a file's tree as the nodes whose bit is set in a mask over the whole
+    // tree (root first, breadth first), or whole when there is no mask.
+    int const blocks = static_cast<int>((files.file_size(f) + block_size - 1) / block_size);
+    int const leaves = next_power_of_two(blocks);
+    std::size_t const nodes = 2 * static_cast<std::size_t>(leaves) - 1;
+    auto const& kept = atp.merkle_trees[f];
+    std::vector<lt::sha256_hash> tree(nodes);
+    if (f < atp.merkle_tree_mask.end_index() && !atp.merkle_tree_mask[f].empty()) {
+      auto const& mask = atp.merkle_tree_mask[f];
+      if (mask.size() != nodes) return missing();
+      std::size_t k = 0;
+      for (std::size_t i = 0; i < nodes; ++i)
+        if (mask[i]) {
+          if (k == kept.size()) return missing();
+          tree[i] = kept[k++];
+        }
+    } else {
+      if (kept.size() != nodes) return missing();
+      tree.assign(kept.begin(), kept.end());
+    }
+    int const pieces = (blocks + per_piece - 1) / per_piece;
+    std::size_t const first_piece_node = static_cast<std::size_t>(leaves / per_piece) - 1;
+    std::size_t const first_leaf = static_cast<std::size_t>(leaves) - 1;
+    std::vector<lt::sha256_hash> layer(static_cast<std::size_t>(next_power_of_two(pieces)), pad_piece);
+    for (int p = 0; p < pieces; ++p) {
+      auto h = tree[first_piece_node + static_cast<std::size_t>(p)];
+      if (h.is_all_zeros()) {  // only the blocks are kept: the piece is their root
+        std::vector<lt::sha256_hash> leaf(static_cast<std::size_t>(per_piece));
+        for (int i = 0; i < per_piece && p * per_piece + i < blocks; ++i) {
+          leaf[static_cast<std::size_t>(i)] = tree[first_leaf + static_cast<std::size_t>(p * per_piece + i)];
+          if (leaf[static_cast<std::size_t>(i)].is_all_zeros()) return missing();
+        }
+        h = merkle_root(std::move(leaf));
+      }
+      layer[static_cast<std::size_t>(p)] = h;
+    }
+    auto const root = files.root(f);
+    std::string bytes;
+    for (int p = 0; p < pieces; ++p) bytes.append(layer[static_cast<std::size_t>(p)].data(), lt::sha256_hash::size());
+    if (merkle_root(std::move(layer)) != root) return make_error(errc::corrupt, "the hashes kept for " + name + " do not match its root");
+    layers[std::string(root.data(), root.size())] = std::move(bytes);
+  }
+  lt::entry t(lt::entry::dictionary_t);
+  auto const info = ti.info_section();
+  t["info"] = lt::entry::preformatted_type(info.begin(), info.end());
+  if (!layers.empty()) t["piece layers"] = std::move(layers);
+  std::string out;
+  lt::bencode(std::back_inserter(out), t);
+  return out;
 }
 
 result<std::int64_t> place_unchanged_files(std::string const& old_torrent, fs::path const& old_root,

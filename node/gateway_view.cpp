@@ -51,7 +51,7 @@ std::optional<net::served_site> node::impl::syncing_site(fetch const& f) {
   auto known = file_indexes.find(f.ih2);
   auto idx = known != file_indexes.end() ? known->second : nullptr;
   if (!idx) {
-    auto t = session->torrent_file(f.ih2);
+    auto t = session->metadata(f.ih2);
     if (!t) return std::nullopt;  // no metadata yet
     idx = keep_index(f.ih2, net::index_version(*t), f.site.address() + " version " + std::to_string(f.seq));
     if (!idx) return std::nullopt;

@@ -132,6 +132,10 @@ status node::impl::start_sites() {
         if (is_beacon(ih2)) return;  // made afresh at every start
         auto st = store->write([&](storage::txn& t) { return t.put_blob(resume_space, net::to_hex(ih2), blob); });
         if (!st) log.error("store", "cannot save download progress: " + st.err().message);
+        if (auto due = torrents_due.find(ih2); due != torrents_due.end()) {
+          keep_torrent(ih2, due->second, blob);
+          torrents_due.erase(due);
+        }
       },
       [this] { on_dht_ready(); },
       [this](net::peer_ref ref, crypto::public_key const& publisher, std::string const& who) { on_push_hello(ref, publisher, who); },
@@ -463,23 +467,38 @@ void node::impl::on_version_finished(net::info_hash2 const& ih2) {
   auto state = session->version_state(ih2);
   log.info("sites", "mirrored " + f.site.address() + " version " + std::to_string(f.seq) + " (downloaded " +
                         std::to_string(state ? state->payload_down : 0) + " bytes, reused " + std::to_string(state ? state->reused : 0) + ")");
-  // Its .torrent (piece layers included) beside the files: the gateway indexes the version from
-  // it at once (resume data comes a moment later), and export and restarts need it.
-  // Written on the worker: a durable write (fsync) would hold up push messages on this thread.
-  if (auto t = session->torrent_file(ih2)) {
-    boost::asio::post(workers, [this, path = version_dir(f.site, f.seq).string() + ".torrent", t = std::move(*t), f] {
-      auto w = crypto::write_private_file(path, t, true);
-      boost::asio::post(ioc, [this, w, f] {
-        if (!w) log.warn("sites", "cannot keep the metadata of " + f.site.address() + " version " + std::to_string(f.seq) + ": " + w.err().message);
-        else refresh_view();
-      });
-    });
-  }
+  // Its .torrent (piece layers included) goes beside the files for export and restarts, built
+  // from the resume data the session asked for as the version finished (keep_torrent).
+  torrents_due[ih2] = version_dir(f.site, f.seq).string() + ".torrent";
   // The previous version keeps seeding until pruned, for peers still fetching it.
   seeding[ih2] = f.site;
   prune_versions(f.site);
   refresh_view();  // readers get the new version now, atomically
   if (auto r = store->get_record(f.site.key, f.site.site); r && *r) session->put_item(**r);  // we are a mirror now
+}
+
+// Writes a finished version's .torrent, piece layers included, from its resume data: libtorrent
+// would build it on its network thread, which stalls every transfer for ~1.5 s on a large site
+// (docs/performance.md). On the worker: the durable write (fsync) would hold up this thread.
+void node::impl::keep_torrent(net::info_hash2 const& ih2, std::string const& path, std::string const& resume) {
+  boost::asio::post(workers, [this, ih2, path, resume] {
+    auto t = net::torrent_from_resume(resume, ih2);
+    auto w = t ? crypto::write_private_file(path, *t, true) : status(t.err());
+    boost::asio::post(ioc, [this, ih2, path, w] {
+      if (w) return refresh_view();
+      log.warn("sites", "cannot keep the metadata of version " + net::to_hex(ih2) + " from its resume data (" + w.err().message +
+                            "); asking libtorrent for it");
+      auto slow = session ? session->torrent_file(ih2) : result<std::string>(make_error(errc::unavailable, "stopping"));
+      if (!slow) return log.warn("sites", "cannot keep the metadata of version " + net::to_hex(ih2) + ": " + slow.err().message);
+      boost::asio::post(workers, [this, path, t = std::move(*slow)] {
+        auto w2 = crypto::write_private_file(path, t, true);
+        boost::asio::post(ioc, [this, path, w2] {
+          if (!w2) log.warn("sites", "cannot write " + path + ": " + w2.err().message);
+          else refresh_view();
+        });
+      });
+    });
+  });
 }
 
 void node::impl::on_version_failed(net::info_hash2 const& ih2, std::string const& message) {

@@ -3,6 +3,10 @@
 
 #include <boost/asio/post.hpp>
 #include <catch2/catch.hpp>
+#include <libtorrent/add_torrent_params.hpp>
+#include <libtorrent/read_resume_data.hpp>
+#include <libtorrent/torrent_info.hpp>
+#include <libtorrent/write_resume_data.hpp>
 #include <fstream>
 #include <thread>
 
@@ -199,4 +203,94 @@ TEST_CASE("session: a fetch keeps its connection to the seed through the metadat
   REQUIRE(ok);
   CHECK(before.find("upload to upload connection") == std::string::npos);
   CHECK(before.find("uninteresting upload-only peer") == std::string::npos);
+}
+
+TEST_CASE("torrent_from_resume: a finished fetch's resume data gives back the publisher's .torrent; bad resume data is refused",
+          "[swarm][net]") {
+  test::temp_dir dir;
+  fs::create_directories(dir / "seed" / "site");
+  std::ofstream(dir / "seed" / "site" / "index.html") << "<h1>hello</h1>\n";
+  {
+    std::ofstream big(dir / "seed" / "site" / "big.bin", std::ios::binary);  // 3.5 pieces: a piece layer
+    for (int i = 0; i < (7 << 19) / 64; ++i) big << std::string(63, static_cast<char>('a' + i % 26)) << '\n';
+  }
+  auto built = net::make_torrent(dir / "seed", "site", nullptr, nullptr);
+  REQUIRE(built);
+
+  boost::asio::io_context ioc;
+  auto cfg_a = loopback_config();
+  cfg_a.push = false;
+  auto a = net::session::start(ioc, cfg_a, std::nullopt, quiet);
+  REQUIRE(a);
+  REQUIRE(test::run_until(ioc, [&] { return !(*a)->stats().listen.empty(); }, 10s));
+  net::version_spec seed;
+  seed.ih2 = built->ih2;
+  seed.save_path = dir / "seed";
+  seed.torrent = built->torrent;
+  seed.seed = true;
+  REQUIRE((*a)->add_version(seed));
+
+  auto cfg_b = loopback_config();
+  cfg_b.push = false;
+  cfg_b.peers = {(*a)->stats().listen.front()};
+  auto b = net::session::start(ioc, cfg_b, std::nullopt, quiet);
+  REQUIRE(b);
+  bool finished = false;
+  std::string resume;  // the first resume data after the version finished
+  net::session_events ev;
+  ev.finished = [&](net::info_hash2 const& ih) { finished = finished || ih == built->ih2; };
+  ev.resume_data = [&](net::info_hash2 const& ih, std::string const& blob) {
+    if (finished && ih == built->ih2 && resume.empty()) resume = blob;
+  };
+  (*b)->set_events(ev);
+  REQUIRE(test::run_until(ioc, [&] { return !(*b)->stats().listen.empty(); }, 10s));
+  net::version_spec fetch;
+  fetch.ih2 = built->ih2;
+  fetch.save_path = dir / "fetch";
+  REQUIRE((*b)->add_version(fetch));
+  REQUIRE(test::run_until(ioc, [&] { return !resume.empty(); }, 20s));
+
+  auto layers = [](std::string const& torrent) {
+    lt::torrent_info ti(torrent, lt::from_span);
+    std::map<std::string, std::string> out;
+    for (auto f : ti.files().file_range())
+      if (!ti.files().pad_file_at(f)) out[ti.files().file_path(f)] = std::string(ti.piece_layer(f).begin(), ti.piece_layer(f).end());
+    return std::make_pair(ti.info_hashes().v2, out);
+  };
+  auto rebuilt = net::torrent_from_resume(resume, built->ih2);
+  REQUIRE(rebuilt);
+  auto mine = layers(*rebuilt), theirs = layers(built->torrent);
+  CHECK(mine.first == theirs.first);
+  CHECK(mine.second == theirs.second);
+  CHECK(mine.second["site/big.bin"].size() == 4 * 32);
+
+  // Another version's resume data, garbage, and hashes lost or changed are refused.
+  auto other = built->ih2;
+  other[0] ^= 1;
+  CHECK(net::torrent_from_resume(resume, other).err().code == errc::corrupt);
+  CHECK(net::torrent_from_resume("d4:infoi3ee", built->ih2).err().code == errc::corrupt);
+  lt::error_code ec;
+  auto atp = lt::read_resume_data(resume, ec);
+  REQUIRE(!ec);
+  auto big = lt::file_index_t(0);
+  for (auto f : atp.ti->files().file_range())
+    if (atp.ti->files().file_path(f) == "site/big.bin") big = f;
+  REQUIRE(!atp.merkle_trees[big].empty());
+  auto changed = atp;
+  changed.merkle_trees[big].back()[0] ^= 1;  // a hash the layer depends on, or the root of a leaf group
+  auto bad = net::torrent_from_resume([&] {
+    auto buf = lt::write_resume_data_buf(changed);
+    return std::string(buf.begin(), buf.end());
+  }(), built->ih2);
+  REQUIRE(!bad);
+  CHECK(bad.err().code == errc::corrupt);
+  auto lost = atp;
+  lost.merkle_trees[big].clear();
+  lost.merkle_tree_mask[big].clear();
+  auto none = net::torrent_from_resume([&] {
+    auto buf = lt::write_resume_data_buf(lost);
+    return std::string(buf.begin(), buf.end());
+  }(), built->ih2);
+  REQUIRE(!none);
+  CHECK(none.err().message.find("lacks the hashes of site/big.bin") != std::string::npos);
 }

@@ -2,6 +2,7 @@
 #include <sys/mount.h>
 
 #include <catch2/catch.hpp>
+#include <libtorrent/torrent_info.hpp>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -63,6 +64,30 @@ fs::path mirrored_files(test::swarm_node const& n, std::string const& address, s
   auto key = address.substr(0, address.find('/'));
   auto site = address.substr(address.find('/') + 1);
   return n.home() / "sites" / key / site / std::to_string(version) / site;
+}
+
+// The .torrent a node keeps beside a version's folder.
+fs::path kept_torrent(test::swarm_node const& n, std::string const& address, std::int64_t version) {
+  auto key = address.substr(0, address.find('/'));
+  auto site = address.substr(address.find('/') + 1);
+  return n.home() / "sites" / key / site / (std::to_string(version) + ".torrent");
+}
+
+// A .torrent's info-hash and piece layers (file root -> the layer's bytes; a file of one piece:
+// its root), as libtorrent reads them.
+std::pair<std::string, std::map<std::string, std::string>> torrent_hashes(fs::path const& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(in)), {});
+  lt::torrent_info ti(bytes, lt::from_span);
+  std::map<std::string, std::string> layers;
+  for (auto f : ti.files().file_range()) {
+    if (ti.files().pad_file_at(f)) continue;
+    auto root = ti.files().root(f);
+    auto layer = ti.piece_layer(f);
+    layers[std::string(root.data(), root.size())] = std::string(layer.begin(), layer.end());
+  }
+  auto ih = ti.info_hashes().v2;
+  return {std::string(ih.data(), ih.size()), layers};
 }
 
 bool has_version(test::swarm_node const& n, std::string const& address, std::int64_t version) {
@@ -338,6 +363,13 @@ TEST_CASE("damaged resume data: the version is checked against its .torrent and 
   b.start({});
   REQUIRE(b.cli({"follow", address}).code == 0);
   REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 30s));
+  // b keeps the version's .torrent, built from the resume data of the finished version: the
+  // publisher's, piece layers included (front.jpg is two pieces).
+  REQUIRE(test::wait_until([&] { return fs::exists(kept_torrent(b, address, 1)); }, 10s));
+  auto mine = torrent_hashes(kept_torrent(b, address, 1)), theirs = torrent_hashes(kept_torrent(a, address, 1));
+  CHECK(mine.first == theirs.first);
+  CHECK(mine.second == theirs.second);
+  CHECK(std::count_if(mine.second.begin(), mine.second.end(), [](auto const& l) { return l.second.size() == 2 * 32; }) == 1);
   b.stop();
   a.stop();  // b must manage alone: the files it has are all it gets
   {

@@ -114,6 +114,7 @@ struct node::impl {
   std::deque<site_id> fetch_queue;
   std::map<site_id, std::pair<std::int64_t, crypto::pointer>> queued_fetches;
   std::map<net::info_hash2, site_id> seeding;                // complete versions in the swarm
+  std::map<net::info_hash2, std::string> torrents_due;        // finished versions: where their .torrent goes once resume data comes
   std::map<site_id, std::string> site_errors;                // last problem per site, for `sites`
   // Followed sites whose pointer was not found yet: asked again at growing intervals (2 s, 4 s,
   // ... up to poll-interval) instead of waiting a whole poll-interval after a miss.
@@ -183,6 +184,7 @@ struct node::impl {
   void start_queued_fetches();
   void drop_queued_fetch(site_id const& s);
   void on_version_finished(net::info_hash2 const& ih2);
+  void keep_torrent(net::info_hash2 const& ih2, std::string const& path, std::string const& resume);
   void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
   std::int64_t prune_versions(site_id const& s);  // bytes freed
 
