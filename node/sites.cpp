@@ -184,6 +184,9 @@ status node::impl::start_sites() {
       }
       if (resume) spec.resume = *resume;
       else if (auto t = crypto::read_small_file(torrent_path, 256 << 20)) spec.torrent = *t;
+      std::error_code ec3;
+      if (resume && !fs::exists(torrent_path, ec3))  // the node stopped before it was written
+        keep_torrent(v.ih2, torrent_path, *resume);
       auto added = session->add_version(spec);
       if (!added && resume) {
         // Damaged resume data (a torn write, a bad disk): the .torrent beside the files still

@@ -371,6 +371,12 @@ TEST_CASE("damaged resume data: the version is checked against its .torrent and 
   CHECK(mine.second == theirs.second);
   CHECK(std::count_if(mine.second.begin(), mine.second.end(), [](auto const& l) { return l.second.size() == 2 * 32; }) == 1);
   b.stop();
+  // Stopped before it was written (a kill right after the finish): the next start writes it.
+  fs::remove(kept_torrent(b, address, 1));
+  b.start({});
+  REQUIRE(test::wait_until([&] { return fs::exists(kept_torrent(b, address, 1)); }, 10s));
+  CHECK(torrent_hashes(kept_torrent(b, address, 1)) == theirs);
+  b.stop();
   a.stop();  // b must manage alone: the files it has are all it gets
   {
     auto store = storage::store::open(b.home() / "store");
