@@ -33,6 +33,35 @@ net::session_config loopback_config() {
 
 auto quiet = [](std::string const&, std::string const&) {};
 
+// Two sessions on loopback, push off: `seed` seeds `built` from `seed_dir`, `fetcher` knows the
+// seed as a static peer (and logs through `fetcher_log`) and has not been given the version.
+struct seed_and_fetcher {
+  std::unique_ptr<net::session> seed, fetcher;
+};
+seed_and_fetcher start_seed_and_fetcher(boost::asio::io_context& ioc, net::built_torrent const& built, fs::path const& seed_dir,
+                                        net::session::log_fn fetcher_log) {
+  seed_and_fetcher out;
+  auto cfg_a = loopback_config();
+  cfg_a.push = false;
+  auto a = net::session::start(ioc, cfg_a, std::nullopt, quiet);
+  REQUIRE(a);
+  out.seed = std::move(*a);
+  REQUIRE(test::run_until(ioc, [&] { return !out.seed->stats().listen.empty(); }, 10s));
+  net::version_spec seed;
+  seed.ih2 = built.ih2;
+  seed.save_path = seed_dir;
+  seed.torrent = built.torrent;
+  seed.seed = true;
+  REQUIRE(out.seed->add_version(seed));
+  auto cfg_b = loopback_config();
+  cfg_b.push = false;
+  cfg_b.peers = {out.seed->stats().listen.front()};
+  auto b = net::session::start(ioc, cfg_b, std::nullopt, std::move(fetcher_log));
+  REQUIRE(b);
+  out.fetcher = std::move(*b);
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("endpoints are validated with messages that name the entry", "[unit][net]") {
@@ -159,23 +188,7 @@ TEST_CASE("session: a fetch keeps its connection to the seed through the metadat
   boost::asio::io_context ioc;
   std::vector<std::string> lines;  // the fetching side's
   auto keep = [&](std::string const& level, std::string const& msg) { lines.push_back(level + " " + msg); };
-  auto cfg_a = loopback_config();
-  cfg_a.push = false;
-  auto a = net::session::start(ioc, cfg_a, std::nullopt, quiet);
-  REQUIRE(a);
-  REQUIRE(test::run_until(ioc, [&] { return !(*a)->stats().listen.empty(); }, 10s));
-  net::version_spec seed;
-  seed.ih2 = built->ih2;
-  seed.save_path = dir / "seed";
-  seed.torrent = built->torrent;
-  seed.seed = true;
-  REQUIRE((*a)->add_version(seed));
-
-  auto cfg_b = loopback_config();
-  cfg_b.push = false;
-  cfg_b.peers = {(*a)->stats().listen.front()};
-  auto b = net::session::start(ioc, cfg_b, std::nullopt, keep);
-  REQUIRE(b);
+  auto [a, b] = start_seed_and_fetcher(ioc, *built, dir / "seed", keep);
   bool finished = false;
   std::size_t lines_before_finish = 0;
   net::session_events ev;
@@ -184,12 +197,12 @@ TEST_CASE("session: a fetch keeps its connection to the seed through the metadat
     finished = true;
     lines_before_finish = lines.size();
   };
-  (*b)->set_events(ev);
-  REQUIRE(test::run_until(ioc, [&] { return !(*b)->stats().listen.empty(); }, 10s));
+  b->set_events(ev);
+  REQUIRE(test::run_until(ioc, [&] { return !b->stats().listen.empty(); }, 10s));
   net::version_spec fetch;
   fetch.ih2 = built->ih2;
   fetch.save_path = dir / "fetch";
-  REQUIRE((*b)->add_version(fetch));
+  REQUIRE(b->add_version(fetch));
   bool ok = test::run_until(ioc, [&] { return finished; }, 20s);
   ::unsetenv("OUTLAST_DEBUG_SWARM");
   REQUIRE(test::run_until(ioc, [&] {
@@ -218,23 +231,7 @@ TEST_CASE("torrent_from_resume: a finished fetch's resume data gives back the pu
   REQUIRE(built);
 
   boost::asio::io_context ioc;
-  auto cfg_a = loopback_config();
-  cfg_a.push = false;
-  auto a = net::session::start(ioc, cfg_a, std::nullopt, quiet);
-  REQUIRE(a);
-  REQUIRE(test::run_until(ioc, [&] { return !(*a)->stats().listen.empty(); }, 10s));
-  net::version_spec seed;
-  seed.ih2 = built->ih2;
-  seed.save_path = dir / "seed";
-  seed.torrent = built->torrent;
-  seed.seed = true;
-  REQUIRE((*a)->add_version(seed));
-
-  auto cfg_b = loopback_config();
-  cfg_b.push = false;
-  cfg_b.peers = {(*a)->stats().listen.front()};
-  auto b = net::session::start(ioc, cfg_b, std::nullopt, quiet);
-  REQUIRE(b);
+  auto [a, b] = start_seed_and_fetcher(ioc, *built, dir / "seed", quiet);
   bool finished = false;
   std::string resume;  // the first resume data after the version finished
   net::session_events ev;
@@ -242,12 +239,12 @@ TEST_CASE("torrent_from_resume: a finished fetch's resume data gives back the pu
   ev.resume_data = [&](net::info_hash2 const& ih, std::string const& blob) {
     if (finished && ih == built->ih2 && resume.empty()) resume = blob;
   };
-  (*b)->set_events(ev);
-  REQUIRE(test::run_until(ioc, [&] { return !(*b)->stats().listen.empty(); }, 10s));
+  b->set_events(ev);
+  REQUIRE(test::run_until(ioc, [&] { return !b->stats().listen.empty(); }, 10s));
   net::version_spec fetch;
   fetch.ih2 = built->ih2;
   fetch.save_path = dir / "fetch";
-  REQUIRE((*b)->add_version(fetch));
+  REQUIRE(b->add_version(fetch));
   REQUIRE(test::run_until(ioc, [&] { return !resume.empty(); }, 20s));
 
   auto layers = [](std::string const& torrent) {
