@@ -38,6 +38,17 @@ auto quiet = [](std::string const&, std::string const&) {};
 struct seed_and_fetcher {
   std::unique_ptr<net::session> seed, fetcher;
 };
+
+// Has `fetcher` report to `ev` and fetch `built` into `save_path` once it listens.
+void fetch(boost::asio::io_context& ioc, net::session& fetcher, net::session_events ev, net::built_torrent const& built,
+           fs::path const& save_path) {
+  fetcher.set_events(std::move(ev));
+  REQUIRE(test::run_until(ioc, [&] { return !fetcher.stats().listen.empty(); }, 10s));
+  net::version_spec spec;
+  spec.ih2 = built.ih2;
+  spec.save_path = save_path;
+  REQUIRE(fetcher.add_version(spec));
+}
 seed_and_fetcher start_seed_and_fetcher(boost::asio::io_context& ioc, net::built_torrent const& built, fs::path const& seed_dir,
                                         net::session::log_fn fetcher_log) {
   seed_and_fetcher out;
@@ -197,12 +208,7 @@ TEST_CASE("session: a fetch keeps its connection to the seed through the metadat
     finished = true;
     lines_before_finish = lines.size();
   };
-  b->set_events(ev);
-  REQUIRE(test::run_until(ioc, [&] { return !b->stats().listen.empty(); }, 10s));
-  net::version_spec fetch;
-  fetch.ih2 = built->ih2;
-  fetch.save_path = dir / "fetch";
-  REQUIRE(b->add_version(fetch));
+  fetch(ioc, *b, ev, *built, dir / "fetch");
   bool ok = test::run_until(ioc, [&] { return finished; }, 20s);
   ::unsetenv("OUTLAST_DEBUG_SWARM");
   REQUIRE(test::run_until(ioc, [&] {
@@ -239,12 +245,7 @@ TEST_CASE("torrent_from_resume: a finished fetch's resume data gives back the pu
   ev.resume_data = [&](net::info_hash2 const& ih, std::string const& blob) {
     if (finished && ih == built->ih2 && resume.empty()) resume = blob;
   };
-  b->set_events(ev);
-  REQUIRE(test::run_until(ioc, [&] { return !b->stats().listen.empty(); }, 10s));
-  net::version_spec fetch;
-  fetch.ih2 = built->ih2;
-  fetch.save_path = dir / "fetch";
-  REQUIRE(b->add_version(fetch));
+  fetch(ioc, *b, ev, *built, dir / "fetch");
   REQUIRE(test::run_until(ioc, [&] { return !resume.empty(); }, 20s));
 
   auto layers = [](std::string const& torrent) {
