@@ -408,13 +408,17 @@ TEST_CASE("damaged resume data: the version is checked against its .torrent and 
 }
 
 // Hidden from CI ("[.]"): libtorrent 2.0.8 (Debian 12's) crashes the reader in about half of the
-// runs. After the corrupt peer is banned while block-hash requests to it are outstanding,
-// hash_picker::hashes_rejected indexes the piece-layer request table with a block-layer request
-// (the faulting instruction decrements m_piece_hash_requested[file][index / 512].num_requests,
-// out of bounds). A site of only one-block files (12 KiB each) crashes the same way (session 4:
-// there the table is empty, a null dereference), so no layout of the test avoids it. Nothing
-// corrupt is ever kept (the data is checked block by block); the node
-// dies, and systemd restarts it (docs/outlast.service). Run it by hand:
+// runs. When a piece fails its check, libtorrent asks a peer (here the corrupt one, the only
+// peer) for the piece's block hashes; when that connection then closes (libtorrent's own ban, a
+// few failed pieces later) or the peer refuses, hash_picker::hashes_rejected indexes its table
+// of piece-layer requests with the block-layer request (the faulting instruction decrements
+// m_piece_hash_requested[file][index / 512].num_requests: out of bounds, or a null table for a
+// file of one piece). The runs that pass are those where the ban came before any block-hash
+// request went out (peer log: OUTLAST_DEBUG_SWARM=1 and --log-level debug on the reader).
+// Session 5 tried banning from peer_plugin::on_piece_failed (worse: the request is already out
+// when plugins hear of the failure) and 16 KiB pieces (safe by construction, half the transfer
+// speed); neither was kept. Nothing corrupt is ever kept (the data is checked block by block);
+// the node dies, and systemd restarts it (docs/outlast.service). Run it by hand:
 //   build/tests/swarm_test "[corrupt]"
 TEST_CASE("a peer sending corrupt pieces is banned, and the data stays correct", "[.][swarm][corrupt]") {
   test::temp_dir base;
