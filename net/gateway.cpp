@@ -19,6 +19,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <pthread.h>
 
 #include "crypto/keys.hpp"
 #include "crypto/records.hpp"
@@ -709,7 +710,8 @@ result<std::unique_ptr<gateway>> gateway::start(gateway_config const& cfg, log_f
   p->accept();
   // Work guards keep the other contexts running while they have no connection yet.
   for (auto& c : p->contexts)
-    p->threads.emplace_back([p, ctx = c.get()] {
+    p->threads.emplace_back([p, ctx = c.get(), n = p->threads.size()] {
+      ::pthread_setname_np(::pthread_self(), ("gateway-" + std::to_string(n)).c_str());  // for top -H, perf
       auto guard = asio::make_work_guard(*ctx);
       ctx->run();
     });
