@@ -246,9 +246,27 @@ bool write_full(int fd, char const* buf, std::size_t len) {
   return true;
 }
 
+// An unchanged file: the earlier version's copy, linked, and its hashes. False if it cannot be
+// used (gone, another size, hashes that do not fit): the caller copies the file instead.
+bool link_unchanged(copy_job& job, std::int64_t piece_size, std::atomic<std::int64_t>& done) {
+  auto const& f = *job.file;
+  if (f.reuse.empty() || f.size <= 0) return false;
+  std::size_t const pieces = f.size <= piece_size ? 1 : static_cast<std::size_t>((f.size + piece_size - 1) / piece_size);
+  if (f.reuse_pieces.size() != pieces * lt::sha256_hash::size()) return false;
+  std::error_code ec;
+  auto st = fs::symlink_status(f.reuse, ec);
+  if (ec || !fs::is_regular_file(st) || fs::file_size(f.reuse, ec) != static_cast<std::uintmax_t>(f.size) || ec) return false;
+  fs::create_hard_link(f.reuse, job.dest, ec);
+  if (ec) return false;
+  for (std::size_t p = 0; p < pieces; ++p) job.pieces.emplace_back(f.reuse_pieces.data() + p * lt::sha256_hash::size());
+  done += f.size;
+  return true;
+}
+
 status copy_and_hash(copy_job& job, std::int64_t piece_size, std::vector<char>& buf, std::atomic<std::int64_t>& done,
                      std::atomic<bool> const* cancel) {
   auto const& f = *job.file;
+  if (link_unchanged(job, piece_size, done)) return {};
   fd_guard in(::open(f.source.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.get() < 0) return make_error(errc::io_error, "cannot read " + f.source.string() + ": " + std::strerror(errno));
   ::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
@@ -467,6 +485,27 @@ result<torrent_summary> check_torrent(std::string const& torrent, std::int64_t m
     return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
   }
   return detail::check_info(*ti, max_size);
+}
+
+result<std::map<std::string, std::string>> piece_hashes(std::string const& torrent) {
+  std::shared_ptr<lt::torrent_info> ti;
+  try {
+    ti = parse(torrent);
+  } catch (std::exception const& e) {
+    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
+  }
+  std::map<std::string, std::string> out;
+  auto const& files = ti->files();
+  if (!ti->v2() || files.num_files() == 0) return make_error(errc::corrupt, "not a v2 torrent");
+  for (auto f : files.file_range()) {
+    if (files.pad_file_at(f) || files.file_size(f) == 0) continue;
+    fs::path path = files.file_path(f);
+    if (std::distance(path.begin(), path.end()) < 2) return std::map<std::string, std::string>{};  // single-file
+    auto layer = ti->piece_layer(f);
+    if (layer.empty()) continue;  // not known: the file is copied
+    out[path.lexically_relative(*path.begin()).string()] = std::string(layer.begin(), layer.end());
+  }
+  return out;
 }
 
 result<std::string> torrent_from_resume(std::string const& resume, info_hash2 const& expect) {

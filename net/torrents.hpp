@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -43,10 +44,21 @@ struct source_file {
   std::filesystem::path source;
   std::filesystem::path relative;
   std::int64_t size = 0;  // as scanned; a file that reads differently has changed: an error
+  // Set when the file is known unchanged since an earlier version was copied from it:
+  // copy_and_make_torrent hard-links `reuse` (that version's private copy) and takes
+  // `reuse_pieces` (its piece hashes, 32 bytes each; a file of one piece: its root) instead of
+  // reading and hashing it again. If the link cannot be made, the file is copied as usual.
+  std::filesystem::path reuse;
+  std::string reuse_pieces;
 };
 
-// Publishing in one pass: copies `files` under `root/name` and builds the same v2 torrent as
-// make_torrent would of the copy, hashing each block while it is in memory between the read and
+// The piece hashes of each file of a directory torrent made by copy_and_make_torrent, by its path
+// inside the site (as source_file::relative): the piece layer, or the root of a file of one
+// piece. Empty for a single-file torrent. Errors: corrupt.
+result<std::map<std::string, std::string>> piece_hashes(std::string const& torrent);
+
+// Publishing in one pass: copies `files` under `root/name` (hard-links those with `reuse`) and
+// builds the same v2 torrent as make_torrent would of the copy, hashing each block while it is in memory between the read and
 // the write, on `threads` threads (largest files first). A site of one file at its top becomes a
 // single-file torrent, the file placed directly in `root`, as make_torrent does. The copy is on
 // disk (syncfs) before this returns. `progress(done, total)`: bytes copied and hashed.

@@ -1,4 +1,6 @@
 // Publishing, following and mirroring sites: the node's side of design.md's "Moving things".
+#include <sys/stat.h>
+
 #include <boost/asio/post.hpp>
 #include <ctime>
 
@@ -596,8 +598,25 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
   auto staging = version_dir(s, seq).parent_path() / (".staging-" + std::to_string(seq));
   auto shared_kp = std::make_shared<crypto::key_pair>(std::move(*kp));
   log.info("publish", "publishing " + dir.string() + " as " + s.address() + " version " + std::to_string(seq));
+  // The last copied version, if it is still here: its unchanged files are linked, not copied.
+  std::optional<std::pair<std::int64_t, json>> last;
+  (void)store->read([&](storage::txn& t) -> status {
+    auto b = t.get_blob(publish_files_space, s.address());
+    if (!b || !*b) return {};
+    auto j = json::parse(**b, nullptr, false);
+    if (j.is_discarded() || !j.contains("seq") || !j["seq"].is_number_integer() || !j.contains("files") || !j["files"].is_object())
+      return {};  // damaged: everything is copied, and a good record replaces it
+    last.emplace(j["seq"].get<std::int64_t>(), std::move(j["files"]));
+    return {};
+  });
+  if (last) {
+    bool held_complete = false;
+    for (auto const& v : snap.versions) held_complete = held_complete || (v.seq == last->first && v.complete);
+    if (!held_complete || published_in_place(s, last->first)) last.reset();
+  }
 
-  asio::post(workers, [this, dir, s, seq, staging, job, job_id, shared_kp, force, no_copy, respond = std::move(respond)]() mutable {
+  asio::post(workers, [this, dir, s, seq, staging, job, job_id, shared_kp, force, no_copy, last = std::move(last),
+                       respond = std::move(respond)]() mutable {
     auto fail = [&](error const& e) {
       std::error_code ec;
       fs::remove_all(staging, ec);
@@ -628,6 +647,8 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
       };
     };
     result<net::built_torrent> built = make_error(errc::unavailable, "not built");
+    json files_now;  // null: nothing to remember (--no-copy)
+    std::int64_t linked = 0;
     if (no_copy) {
       // Seeded from the publisher's own files: the version's folder holds a symlink to the
       // directory, and the torrent lists exactly the files the scan accepted. Nothing is copied.
@@ -649,20 +670,60 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
       if (built && built->single_file) built = make_error(errc::invalid_argument, "a single-file site cannot be published with --no-copy");
     } else {
       // A private copy (the publisher may edit the directory again while we seed this version),
-      // hashed as it is written: each byte is read once.
+      // hashed as it is written: each byte is read once. Files unchanged since the last copied
+      // version are hard links to its copy, with its hashes.
+      files_now = publish_reuse(s, last, staging, scan->files, linked);
       built = net::copy_and_make_torrent(scan->files, staging, s.site, progress("copying"), &cancel_jobs);
     }
     if (!built) return fail(built.err());
-    asio::post(ioc, [this, s, seq, shared_kp, built = std::move(*built), force, notes = scan->notes, job_id,
+    asio::post(ioc, [this, s, seq, shared_kp, built = std::move(*built), force, notes = scan->notes, job_id, files_now, linked,
                      respond = std::move(respond)]() mutable {
-      finish_publish(s, seq, shared_kp, std::move(built), force, std::move(notes), std::move(respond));
+      finish_publish(s, seq, shared_kp, std::move(built), force, std::move(notes), std::move(files_now), linked, std::move(respond));
       jobs.erase(job_id);
     });
   });
 }
 
+json node::impl::publish_reuse(site_id const& s, std::optional<std::pair<std::int64_t, json>> const& last, fs::path const& staging,
+                               std::vector<net::source_file>& files, std::int64_t& linked) {
+  linked = 0;
+  auto ns = [](timespec const& t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; };
+  std::error_code ec;
+  fs::create_directories(staging, ec);
+  struct stat made {};
+  if (ec || ::stat(staging.c_str(), &made) != 0) return nullptr;
+  // The filesystem's own clock, as its timestamps are: a file written from now on has an mtime
+  // and a ctime at or after this, so it cannot pass for unchanged next time (git's "racy" rule).
+  auto const since = ns(made.st_mtim);
+  std::map<std::string, std::string> hashes;
+  if (last)
+    if (auto t = crypto::read_small_file(version_dir(s, last->first).string() + ".torrent", 256 << 20))
+      if (auto h = net::piece_hashes(*t)) hashes = std::move(*h);
+  json now = json::object();
+  for (auto& f : files) {
+    struct stat st {};
+    if (::stat(f.source.c_str(), &st) != 0 || st.st_size != f.size) continue;
+    auto m = ns(st.st_mtim), c = ns(st.st_ctim);
+    if (m >= since || c >= since) continue;  // too recent to vouch for: copied, and not remembered
+    json seen = {f.size, m, c, static_cast<std::int64_t>(st.st_ino), static_cast<std::int64_t>(st.st_dev)};
+    auto rel = f.relative.generic_string();
+    if (last) {
+      auto was = last->second.find(rel);
+      auto h = hashes.find(rel);
+      if (was != last->second.end() && *was == seen && h != hashes.end()) {
+        f.reuse = version_dir(s, last->first) / s.site / f.relative;
+        f.reuse_pieces = h->second;
+        ++linked;
+      }
+    }
+    now[rel] = std::move(seen);
+  }
+  return now;
+}
+
 void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<crypto::key_pair> kp, net::built_torrent built,
-                                bool force, std::vector<std::string> notes, net::local_http_server::responder respond) {
+                                bool force, std::vector<std::string> notes, json files_now, std::int64_t linked,
+                                net::local_http_server::responder respond) {
   publishing.erase(s);
   auto staging = version_dir(s, seq).parent_path() / (".staging-" + std::to_string(seq));
   std::error_code ec;
@@ -675,8 +736,15 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
     if (x.complete) latest = x;
   json out = {{"address", s.address()}, {"infohash", net::to_hex(built.ih2)}, {"magnet", magnet(built.ih2)},
               {"url", gateway_url(cfg, s)}, {"files", built.files}, {"bytes", built.size}, {"notes", notes}};
+  auto remember = [&](storage::txn& t, std::int64_t files_of) -> status {
+    if (files_now.is_null()) return {};
+    return t.put_blob(publish_files_space, s.address(), json{{"seq", files_of}, {"files", files_now}}.dump());
+  };
+  out["linked_files"] = linked;  // unchanged since the last copied version: hard links to it
   if (latest && latest->ih2 == built.ih2 && !force) {
     fs::remove_all(staging, ec);
+    if (!published_in_place(s, latest->seq))
+      (void)store->write([&](storage::txn& t) { return remember(t, latest->seq); });
     out["version"] = latest->seq;
     out["unchanged"] = true;
     log.info("publish", s.address() + ": unchanged since version " + std::to_string(latest->seq));
@@ -700,6 +768,7 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
     if (auto old = t.get_site(s.key, s.site); old && *old) rec.added = (*old)->added;
     if (auto e = t.put_site(rec); !e) return e;
     if (auto e = t.put_blob(pointer_space, pointer_id(s, seq), crypto::encode_item(*item)); !e) return e;
+    if (auto e = remember(t, seq); !e) return e;
     return t.put_version({s.key, s.site, seq, built.ih2, built.size, p.time, true});
   });
   if (!st) return respond(json_error(500, "cannot record the new version: " + st.err().message));

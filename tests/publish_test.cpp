@@ -207,6 +207,30 @@ TEST_CASE("publishing in one pass (copy and hash together) gives the torrent lib
     REQUIRE(ref);
     CHECK(solo->ih2 == ref->ih2);
   }
+  SECTION("files given as unchanged are hard-linked from the earlier copy with its hashes; one that cannot be is copied") {
+    auto hashes = net::piece_hashes(one_pass->torrent);
+    REQUIRE(hashes);
+    CHECK(hashes->size() == shapes.size() - 1);  // the empty file has no hashes
+    CHECK((*hashes)["big.bin"].size() == 4 * 32);
+    CHECK((*hashes)["b/c/mid.bin"].size() == 32);  // one piece: its root
+    auto again = files;
+    for (auto& f : again)
+      if (hashes->count(f.relative.string())) {
+        f.reuse = t / "fast" / "site" / f.relative;
+        f.reuse_pieces = (*hashes)[f.relative.string()];
+      }
+    again[5].reuse = t / "gone.bin";  // mid.bin: nothing there to link
+    auto linked = net::copy_and_make_torrent(again, t / "linked", "site", nullptr);
+    REQUIRE(linked);
+    CHECK(linked->ih2 == one_pass->ih2);
+    auto inode = [](fs::path const& p) {
+      struct stat st {};
+      return ::stat(p.c_str(), &st) == 0 ? st.st_ino : ino_t{0};
+    };
+    CHECK(inode(t / "linked" / "site" / "big.bin") == inode(t / "fast" / "site" / "big.bin"));
+    CHECK(inode(t / "linked" / "site" / "b/c/mid.bin") != inode(t / "fast" / "site" / "b/c/mid.bin"));
+    CHECK(net::verify_files(linked->torrent, t / "linked"));
+  }
   SECTION("a file that changed size since the scan is an error, not a wrong torrent") {
     auto wrong = files;
     wrong[5].size += 1;

@@ -1,5 +1,7 @@
 // Swarm tests: several real nodes on 127.0.0.1, finding each other through a private DHT.
+#include <fcntl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 
 #include <catch2/catch.hpp>
 #include <libtorrent/torrent_info.hpp>
@@ -16,6 +18,7 @@
 #include "crypto/key_file.hpp"
 #include "crypto/records.hpp"
 #include "net/local_http.hpp"
+#include "net/torrents.hpp"
 #include "tests/support/swarm.hpp"
 #include "tests/support/wait.hpp"
 
@@ -466,6 +469,70 @@ TEST_CASE("a peer sending corrupt pieces is banned, and the data stays correct",
   CHECK(same_tree(site_dir, mirrored_files(c, address, 1)));
   c.stop();
   evil.stop();
+  a.stop();
+}
+
+TEST_CASE("an update links the files unchanged since the last copied version; a file rewritten in place, its size and mtime "
+          "kept, is copied",
+          "[swarm][publish]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);  // 3 articles of 64 KiB, a 2 MiB image, index.html, style.css
+  // A file counts as unchanged only once the filesystem's clock has moved past its last change.
+  auto settled = [&] {
+    auto probe = base / "probe";
+    std::ofstream(probe) << "x";
+    struct stat p {};
+    ::stat(probe.c_str(), &p);
+    auto before = [&](timespec a) { return a.tv_sec < p.st_mtim.tv_sec || (a.tv_sec == p.st_mtim.tv_sec && a.tv_nsec < p.st_mtim.tv_nsec); };
+    for (auto const& e : fs::recursive_directory_iterator(site_dir)) {
+      struct stat st {};
+      if (::stat(e.path().c_str(), &st) != 0 || !before(st.st_ctim)) return false;
+    }
+    return true;
+  };
+  REQUIRE(test::wait_until(settled, 5s));
+  test::swarm_node a("a", base.path());
+  a.start({});
+  auto v1 = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  auto address = v1["address"].get<std::string>();
+  CHECK(v1["linked_files"] == 0);
+  // One article rewritten in place: a byte changed, same size, its mtime put back.
+  auto changed = site_dir / "articles" / "a1.html";
+  struct stat was {};
+  REQUIRE(::stat(changed.c_str(), &was) == 0);
+  {
+    std::fstream f(changed, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(100);
+    char c = static_cast<char>(f.get());
+    f.seekp(100);
+    f.put(static_cast<char>(c ^ 0x55));
+  }
+  timespec times[2] = {was.st_atim, was.st_mtim};
+  REQUIRE(::utimensat(AT_FDCWD, changed.c_str(), times, 0) == 0);
+  REQUIRE(test::wait_until(settled, 5s));
+  auto v2 = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  CHECK(v2["version"] == 2);
+  CHECK(v2["linked_files"] == 5);
+  auto inode = [&](int v, char const* rel) {
+    struct stat st {};
+    return ::stat((mirrored_files(a, address, v) / rel).c_str(), &st) == 0 ? st.st_ino : ino_t{0};
+  };
+  CHECK(inode(2, "img/front.jpg") == inode(1, "img/front.jpg"));
+  CHECK(inode(2, "articles/a0.html") == inode(1, "articles/a0.html"));
+  CHECK(inode(2, "articles/a1.html") != inode(1, "articles/a1.html"));
+  CHECK(same_tree(site_dir, mirrored_files(a, address, 2)));
+  // The torrent is the one made from scratch of the same files.
+  fs::create_directories(base / "ref");
+  fs::copy(site_dir, base / "ref" / "news", fs::copy_options::recursive);
+  auto ref = net::make_torrent(base / "ref", "news", nullptr);
+  REQUIRE(ref);
+  CHECK(v2["infohash"] == net::to_hex(ref->ih2));
+  // Nothing changed since: no new version, and nothing read again.
+  auto v3 = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  CHECK(v3["unchanged"] == true);
+  CHECK(v3["version"] == 2);
+  CHECK(v3["linked_files"] == 6);
   a.stop();
 }
 

@@ -47,6 +47,10 @@ result<site_id> parse_address(std::string_view text);
 inline constexpr std::string_view resume_space = "resume";
 inline constexpr std::string_view pointer_space = "pointers";
 inline std::string pointer_id(site_id const& s, std::int64_t seq) { return s.address() + "/" + std::to_string(seq); }
+// What a site's last copied version was made of, by "KEY/SITE": the version and, per file path,
+// the source's size, mtime and ctime (ns), inode and device when it was copied. A publish links
+// the files that still match from that version instead of copying them (publish_reuse).
+inline constexpr std::string_view publish_files_space = "publish-files";
 
 // Progress of a publish, read by the CLI while it waits (GET /v1/jobs/ID). Guarded by its mutex
 // because the worker thread writes it.
@@ -184,6 +188,10 @@ struct node::impl {
   void start_queued_fetches();
   void drop_queued_fetch(site_id const& s);
   void on_version_finished(net::info_hash2 const& ih2);
+  // For a copy publish: marks the files of `scan` unchanged since the last copied version (see
+  // publish_files_space) to be linked from it, and returns what to remember of this one. Worker.
+  json publish_reuse(site_id const& s, std::optional<std::pair<std::int64_t, json>> const& last, std::filesystem::path const& staging,
+                     std::vector<net::source_file>& files, std::int64_t& linked);
   void keep_torrent(net::info_hash2 const& ih2, std::string const& path, std::string const& resume);
   void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
   std::int64_t prune_versions(site_id const& s);  // bytes freed
@@ -198,7 +206,8 @@ struct node::impl {
   net::http_response pin(json const& req, bool on);
   void publish(json const& req, net::local_http_server::responder respond);
   void finish_publish(site_id s, std::int64_t seq, std::shared_ptr<crypto::key_pair> kp, net::built_torrent built,
-                      bool force, std::vector<std::string> notes, net::local_http_server::responder respond);
+                      bool force, std::vector<std::string> notes, json files_now, std::int64_t linked,
+                      net::local_http_server::responder respond);
   net::http_response follow(json const& req);
   net::http_response unfollow(json const& req);
   json sites_json(site_table const& sites);
