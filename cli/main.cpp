@@ -368,7 +368,9 @@ int cmd_publish(context& c) {
     std::cout << "Published version " << j["version"] << " of " << j["address"].get<std::string>() << "\n";
   std::cout << "  address   " << j["address"].get<std::string>() << "\n"
             << "  version   " << j["version"] << "\n"
-            << "  files     " << j["files"] << " (" << human_bytes(j["bytes"].get<double>()) << ")\n"
+            << "  files     " << j["files"] << " (" << human_bytes(j["bytes"].get<double>()) << ")"
+            << (j.value("linked_files", 0) > 0 ? ", " + std::to_string(j["linked_files"].get<int>()) + " unchanged since the last version (linked, not copied)" : std::string())
+            << "\n"
             << "  infohash  " << j["infohash"].get<std::string>() << "\n"
             << "  magnet    " << j["magnet"].get<std::string>() << "\n"
             << "  gateway   " << j["url"].get<std::string>() << "\n";

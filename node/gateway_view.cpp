@@ -77,7 +77,7 @@ std::optional<net::served_site> node::impl::syncing_site(fetch const& f) {
 }
 
 void node::impl::refresh_view() {
-  if (!gateway) return;  // (the 1-second tick still runs for retry_lookups)
+  if (!gateway || !session) return;  // (the 1-second tick still runs for retry_lookups; no session: stopping)
   last_view_refresh = std::chrono::steady_clock::now();
   auto view = std::make_shared<net::gateway_view>();
   auto table = load_site_table();

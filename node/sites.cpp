@@ -490,6 +490,7 @@ void node::impl::keep_torrent(net::info_hash2 const& ih2, std::string const& pat
     auto t = net::torrent_from_resume(resume, ih2);
     auto w = t ? crypto::write_private_file(path, *t, true) : status(t.err());
     boost::asio::post(ioc, [this, ih2, path, w] {
+      if (stopping) return;  // written or not, the next start sees to it
       if (w) return refresh_view();
       log.warn("sites", "cannot keep the metadata of version " + net::to_hex(ih2) + " from its resume data (" + w.err().message +
                             "); asking libtorrent for it");
