@@ -634,11 +634,19 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
       no_copy = false;  // a one-file site becomes a single-file torrent, whose file would be moved
       scan->notes.push_back("a site of one file is always copied (--no-copy needs two files or more)");
     }
-    if (!no_copy)
-      if (auto full = disk_refusal(cfg.home, scan->bytes, "publishing " + dir.string()))
-        return fail(make_error(errc::io_error, *full + "; nothing was written"));
     std::error_code ec;
     fs::remove_all(staging, ec);
+    json files_now;  // null: nothing to remember (--no-copy)
+    std::int64_t linked = 0;
+    if (!no_copy) {
+      // Files unchanged since the last copied version will be hard links to its copy, with its
+      // hashes: only the rest needs room.
+      files_now = publish_reuse(s, last, staging, scan->files, linked);
+      std::int64_t to_copy = 0;
+      for (auto const& f : scan->files) to_copy += f.reuse.empty() ? f.size : 0;
+      if (auto full = disk_refusal(cfg.home, to_copy, "publishing " + dir.string()))
+        return fail(make_error(errc::io_error, *full + "; nothing was written"));
+    }
     auto progress = [job](char const* phase) {
       return [job, phase](std::int64_t done, std::int64_t total) {
         std::lock_guard g(job->mutex);
@@ -648,8 +656,6 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
       };
     };
     result<net::built_torrent> built = make_error(errc::unavailable, "not built");
-    json files_now;  // null: nothing to remember (--no-copy)
-    std::int64_t linked = 0;
     if (no_copy) {
       // Seeded from the publisher's own files: the version's folder holds a symlink to the
       // directory, and the torrent lists exactly the files the scan accepted. Nothing is copied.
@@ -671,9 +677,7 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
       if (built && built->single_file) built = make_error(errc::invalid_argument, "a single-file site cannot be published with --no-copy");
     } else {
       // A private copy (the publisher may edit the directory again while we seed this version),
-      // hashed as it is written: each byte is read once. Files unchanged since the last copied
-      // version are hard links to its copy, with its hashes.
-      files_now = publish_reuse(s, last, staging, scan->files, linked);
+      // hashed as it is written: each byte is read once (the linked files: not at all).
       built = net::copy_and_make_torrent(scan->files, staging, s.site, progress("copying"), &cancel_jobs);
     }
     if (!built) return fail(built.err());

@@ -69,6 +69,20 @@ fs::path mirrored_files(test::swarm_node const& n, std::string const& address, s
   return n.home() / "sites" / key / site / std::to_string(version) / site;
 }
 
+// True once the filesystem's clock has moved past the last change of every file under `dir`
+// (judged by a file written at `probe` now): a publish counts such files as unchanged next time.
+bool settled_since(fs::path const& dir, fs::path const& probe) {
+  std::ofstream(probe) << "x";
+  struct stat p {};
+  if (::stat(probe.c_str(), &p) != 0) return false;
+  auto before = [&](timespec a) { return a.tv_sec < p.st_mtim.tv_sec || (a.tv_sec == p.st_mtim.tv_sec && a.tv_nsec < p.st_mtim.tv_nsec); };
+  for (auto const& e : fs::recursive_directory_iterator(dir)) {
+    struct stat st {};
+    if (::stat(e.path().c_str(), &st) != 0 || !before(st.st_ctim)) return false;
+  }
+  return true;
+}
+
 // The .torrent a node keeps beside a version's folder.
 fs::path kept_torrent(test::swarm_node const& n, std::string const& address, std::int64_t version) {
   auto key = address.substr(0, address.find('/'));
@@ -478,19 +492,7 @@ TEST_CASE("an update links the files unchanged since the last copied version; a 
   test::temp_dir base;
   auto site_dir = base / "site";
   make_site(site_dir, 3);  // 3 articles of 64 KiB, a 2 MiB image, index.html, style.css
-  // A file counts as unchanged only once the filesystem's clock has moved past its last change.
-  auto settled = [&] {
-    auto probe = base / "probe";
-    std::ofstream(probe) << "x";
-    struct stat p {};
-    ::stat(probe.c_str(), &p);
-    auto before = [&](timespec a) { return a.tv_sec < p.st_mtim.tv_sec || (a.tv_sec == p.st_mtim.tv_sec && a.tv_nsec < p.st_mtim.tv_nsec); };
-    for (auto const& e : fs::recursive_directory_iterator(site_dir)) {
-      struct stat st {};
-      if (::stat(e.path().c_str(), &st) != 0 || !before(st.st_ctim)) return false;
-    }
-    return true;
-  };
+  auto settled = [&] { return settled_since(site_dir, base / "probe"); };
   REQUIRE(test::wait_until(settled, 5s));
   test::swarm_node a("a", base.path());
   a.start({});
@@ -992,6 +994,28 @@ TEST_CASE("a full disk: what cannot fit is refused with the reason, and the node
   CHECK(r.code != 0);
   CHECK(r.err.find("free") != std::string::npos);
   CHECK(b.cli_json({"publish", small_dir.string(), "--site", "mine"})["version"] == 1);
+
+  // A site that takes most of what is left: a second full copy of it would not fit, but an
+  // update needs room only for what changed (the rest is linked).
+  {
+    auto space = fs::space(disk);
+    auto reserve = std::min<std::int64_t>(std::int64_t(64) << 20, static_cast<std::int64_t>(space.capacity / 20));
+    auto room = static_cast<std::int64_t>(space.available) - reserve;
+    REQUIRE(room > (2 << 20));
+    auto grown = base / "grown";
+    write_random(grown / "index.html", 20 * 1024, 7);
+    write_random(grown / "video.bin", static_cast<std::size_t>(room * 6 / 10), 8);
+    REQUIRE(test::wait_until([&] { return settled_since(grown, base / "probe"); }, 5s));
+    CHECK(b.cli_json({"publish", grown.string(), "--site", "grown"})["version"] == 1);
+    write_random(grown / "index.html", 20 * 1024, 9);
+    REQUIRE(test::wait_until([&] { return settled_since(grown, base / "probe"); }, 5s));
+    auto forced = b.cli({"publish", grown.string(), "--site", "grown-copy"});  // all of it, again
+    CHECK(forced.code != 0);
+    CHECK(forced.err.find("free") != std::string::npos);
+    auto update = b.cli_json({"publish", grown.string(), "--site", "grown"});
+    CHECK(update["version"] == 2);
+    CHECK(update["linked_files"] == 1);
+  }
 
   // The disk filled to the last byte by someone else. Notices are posted until the store needs a
   // page the disk cannot give: that write fails with the reason, the node runs on, and once there
