@@ -22,6 +22,8 @@ std::shared_ptr<net::file_index const> node::impl::index_of(site_id const& s, st
   auto idx = data ? net::index_version(*data) : result<net::file_index>(make_error(errc::not_found, "no resume data"));
   if (!idx)  // none yet, or damaged: the .torrent beside the files
     if (auto t = crypto::read_small_file(version_dir(s, v.seq).string() + ".torrent", 256 << 20)) idx = net::index_version(*t);
+  if (!idx && session)  // a version just finished: neither is written yet, but the swarm has its metadata
+    if (auto t = session->metadata(v.ih2)) idx = net::index_version(*t);
   return keep_index(v.ih2, std::move(idx), s.address() + " version " + std::to_string(v.seq));
 }
 

@@ -179,7 +179,7 @@ TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update th
   auto v2 = a.cli_json({"publish", site_dir.string(), "--site", "news"});
   REQUIRE(v2["version"] == 2);
   bool updated = test::wait_until([&] { return has_version(b, address, 2) && has_version(c, address, 2) && has_version(d, address, 2); }, 60s);
-  INFO("b:\n" << b.log() << "\nd:\n" << d.log());
+  INFO("a:\n" << a.log() << "\nb:\n" << b.log() << "\nd:\n" << d.log());
   REQUIRE(updated);
   for (auto* n : {&b, &c, &d}) {
     INFO(n->name());
