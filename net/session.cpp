@@ -30,11 +30,9 @@
 namespace outlast::net {
 
 namespace {
+
 // Our 0 ("none") as libtorrent's "unlimited".
 int lt_rate(int bytes_per_s) { return bytes_per_s > 0 ? bytes_per_s : -1; }
-}  // namespace
-
-namespace {
 
 struct host_port {
   std::string host;
@@ -710,12 +708,7 @@ result<std::string> session::metadata(info_hash2 const& ih2) const {
   if (it == m_impl->torrents.end() || !it->second.handle.is_valid()) return make_error(errc::not_found, "no such version in the swarm");
   auto ti = it->second.handle.torrent_file();
   if (!ti || !ti->is_valid()) return make_error(errc::unavailable, "the metadata of " + to_hex(ih2) + " is not known yet");
-  lt::entry t(lt::entry::dictionary_t);
-  auto const info = ti->info_section();
-  t["info"] = lt::entry::preformatted_type(info.begin(), info.end());
-  std::string out;
-  lt::bencode(std::back_inserter(out), t);
-  return out;
+  return detail::torrent_bytes(*ti);
 }
 
 result<std::string> session::torrent_file(info_hash2 const& ih2) const {

@@ -40,6 +40,16 @@ info_hash2 v2_of(lt::torrent_info const& ti) {
   return out;
 }
 
+std::string torrent_bytes(lt::torrent_info const& ti, lt::entry::dictionary_type piece_layers) {
+  lt::entry t(lt::entry::dictionary_t);
+  auto const info = ti.info_section();
+  t["info"] = lt::entry::preformatted_type(info.begin(), info.end());
+  if (!piece_layers.empty()) t["piece layers"] = std::move(piece_layers);
+  std::string out;
+  lt::bencode(std::back_inserter(out), t);
+  return out;
+}
+
 result<torrent_summary> check_info(lt::torrent_info const& ti, std::int64_t max_size) {
   if (!ti.info_hashes().has_v2()) return make_error(errc::corrupt, "not a v2 torrent");
   torrent_summary out{v2_of(ti), 0, 0, ti.name()};
@@ -513,9 +523,7 @@ result<std::string> torrent_from_resume(std::string const& resume, info_hash2 co
   auto atp = lt::read_resume_data(lt::span<char const>(resume.data(), static_cast<std::ptrdiff_t>(resume.size())), ec);
   if (ec || !atp.ti || !atp.ti->is_valid()) return make_error(errc::corrupt, "resume data without the version's metadata");
   auto const& ti = *atp.ti;
-  auto const& ih = ti.info_hashes();
-  if (!ih.has_v2() || !std::equal(expect.begin(), expect.end(), reinterpret_cast<std::uint8_t const*>(ih.v2.data())))
-    return make_error(errc::corrupt, "resume data of another version");
+  if (!ti.info_hashes().has_v2() || detail::v2_of(ti) != expect) return make_error(errc::corrupt, "resume data of another version");
   auto const& files = ti.files();
   int const per_piece = ti.piece_length() / block_size;
   std::vector<lt::sha256_hash> zeros(static_cast<std::size_t>(per_piece));
@@ -568,13 +576,7 @@ result<std::string> torrent_from_resume(std::string const& resume, info_hash2 co
     if (merkle_root(std::move(layer)) != root) return make_error(errc::corrupt, "the hashes kept for " + name + " do not match its root");
     layers[std::string(root.data(), root.size())] = std::move(bytes);
   }
-  lt::entry t(lt::entry::dictionary_t);
-  auto const info = ti.info_section();
-  t["info"] = lt::entry::preformatted_type(info.begin(), info.end());
-  if (!layers.empty()) t["piece layers"] = std::move(layers);
-  std::string out;
-  lt::bencode(std::back_inserter(out), t);
-  return out;
+  return detail::torrent_bytes(ti, std::move(layers));
 }
 
 result<std::int64_t> place_unchanged_files(std::string const& old_torrent, fs::path const& old_root,

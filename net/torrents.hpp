@@ -48,8 +48,8 @@ struct source_file {
   // copy_and_make_torrent hard-links `reuse` (that version's private copy) and takes
   // `reuse_pieces` (its piece hashes, 32 bytes each; a file of one piece: its root) instead of
   // reading and hashing it again. If the link cannot be made, the file is copied as usual.
-  std::filesystem::path reuse;
-  std::string reuse_pieces;
+  std::filesystem::path reuse{};
+  std::string reuse_pieces{};
 };
 
 // The piece hashes of each file of a directory torrent made by copy_and_make_torrent, by its path

@@ -641,9 +641,12 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
     if (!no_copy) {
       // Files unchanged since the last copied version will be hard links to its copy, with its
       // hashes: only the rest needs room.
-      files_now = publish_reuse(s, last, staging, scan->files, linked);
+      files_now = publish_reuse(s, last, staging, scan->files);
       std::int64_t to_copy = 0;
-      for (auto const& f : scan->files) to_copy += f.reuse.empty() ? f.size : 0;
+      for (auto const& f : scan->files) {
+        if (f.reuse.empty()) to_copy += f.size;
+        else ++linked;
+      }
       if (auto full = disk_refusal(cfg.home, to_copy, "publishing " + dir.string()))
         return fail(make_error(errc::io_error, *full + "; nothing was written"));
     }
@@ -690,8 +693,7 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
 }
 
 json node::impl::publish_reuse(site_id const& s, std::optional<std::pair<std::int64_t, json>> const& last, fs::path const& staging,
-                               std::vector<net::source_file>& files, std::int64_t& linked) {
-  linked = 0;
+                               std::vector<net::source_file>& files) {
   auto ns = [](timespec const& t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; };
   std::error_code ec;
   fs::create_directories(staging, ec);
@@ -718,7 +720,6 @@ json node::impl::publish_reuse(site_id const& s, std::optional<std::pair<std::in
       if (was != last->second.end() && *was == seen && h != hashes.end()) {
         f.reuse = version_dir(s, last->first) / s.site / f.relative;
         f.reuse_pieces = h->second;
-        ++linked;
       }
     }
     now[rel] = std::move(seen);

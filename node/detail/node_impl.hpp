@@ -188,10 +188,11 @@ struct node::impl {
   void start_queued_fetches();
   void drop_queued_fetch(site_id const& s);
   void on_version_finished(net::info_hash2 const& ih2);
-  // For a copy publish: marks the files of `scan` unchanged since the last copied version (see
-  // publish_files_space) to be linked from it, and returns what to remember of this one. Worker.
+  // For a copy publish: marks the files unchanged since the last copied version (see
+  // publish_files_space) to be linked from it (source_file::reuse), and returns what to remember
+  // of this one. Worker.
   json publish_reuse(site_id const& s, std::optional<std::pair<std::int64_t, json>> const& last, std::filesystem::path const& staging,
-                     std::vector<net::source_file>& files, std::int64_t& linked);
+                     std::vector<net::source_file>& files);
   void keep_torrent(net::info_hash2 const& ih2, std::string const& path, std::string const& resume);
   void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
   std::int64_t prune_versions(site_id const& s);  // bytes freed
