@@ -68,7 +68,7 @@ struct gateway_config {
   std::string listen = "127.0.0.1:8088";
   std::chrono::milliseconds request_timeout{30000};  // a client must send its request within this
   std::size_t max_connections = 512;
-  int threads = 2;  // connections are independent, so they spread over threads without locks
+  int threads = 1;  // connections are independent, so they spread over threads without locks
 };
 
 struct gateway_counters {

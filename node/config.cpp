@@ -30,6 +30,9 @@ constexpr option_doc options_table[] = {
     {"gateway-public", "false",
      "Allow the gateway on a non-loopback address (everyone who can reach it can read every site this node holds)."},
     {"gateway-timeout", "30", "Seconds a client has to send its request before the gateway drops it."},
+    {"gateway-threads", "0",
+     "Threads serving the gateway; 0 picks one per four cores, at least one. More serve more clients at once, but on a "
+     "machine with few cores they take CPU from the swarm and from the clients."},
     {"bootstrap", "dht.libtorrent.org:25401,router.bittorrent.com:6881,router.utorrent.com:6881,dht.transmissionbt.com:6881",
      "DHT routers to join through, HOST:PORT, comma-separated; 'none' for none (a private swarm)."},
     {"peer", "mirror.example.org:6881", "A known peer, HOST:PORT, tried for every swarm. Repeat the line for more."},
@@ -80,6 +83,7 @@ po::options_description file_options() {
       ("gateway", po::value<std::string>())
       ("gateway-public", po::value<bool>())
       ("gateway-timeout", po::value<int>())
+      ("gateway-threads", po::value<int>())
       ("bootstrap", po::value<std::vector<std::string>>())
       ("peer", po::value<std::vector<std::string>>())
       ("upnp", po::value<bool>())
@@ -109,6 +113,7 @@ po::options_description node_command_options() {
       ("gateway", po::value<std::string>()->value_name("IP:PORT"), help_of("gateway"))
       ("gateway-public", po::bool_switch(), help_of("gateway-public"))
       ("gateway-timeout", po::value<int>()->value_name("SECONDS"), help_of("gateway-timeout"))
+      ("gateway-threads", po::value<int>()->value_name("N"), help_of("gateway-threads"))
       ("bootstrap", po::value<std::vector<std::string>>()->value_name("HOST:PORT,..."), help_of("bootstrap"))
       ("peer", po::value<std::vector<std::string>>()->value_name("HOST:PORT"), help_of("peer"))
       ("no-upnp", po::bool_switch(), "Do not use UPnP.")
@@ -206,7 +211,8 @@ result<node_config> load_node_config(std::filesystem::path const& home, po::vari
                                      int_option{"keep-versions", cfg.keep_versions, 1, 100},
                                      int_option{"max-site-size", cfg.max_site_mb, 0, 2000000000},
                                      int_option{"max-storage", cfg.max_storage_mb, 0, 2000000000},
-                                     int_option{"gateway-timeout", cfg.gateway_timeout_s, 1, 3600}}) {
+                                     int_option{"gateway-timeout", cfg.gateway_timeout_s, 1, 3600},
+                                     int_option{"gateway-threads", cfg.gateway_threads, 0, 64}}) {
     if (auto v = pick(name)) out = v->as<int>();
     if (out < min || out > max)
       return make_error(errc::invalid_argument, std::string(name) + " must be between " + std::to_string(min) + " and " +

@@ -36,6 +36,7 @@ struct node_config {
   int max_storage_mb = 0;     // all site versions together, MB; 0: no limit
   bool gateway_public = false;  // a non-loopback gateway address needs this
   int gateway_timeout_s = 30;   // a client must send its request within this
+  int gateway_threads = 0;      // 0: one per four cores, at least one
 };
 
 // Options accepted by `outlast node` on the command line.
