@@ -13,6 +13,28 @@ for tool in wrk nginx; do
   command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || { echo "bench_gateway: $tool is missing (scripts/install-deps.sh --bench)" >&2; exit 2; }
 done
 
+# Cores: the server under test runs on the first half of the machine's cores and wrk on the rest,
+# so the load generator never takes CPU from the server it is measuring (on two cores: one each).
+# Both servers get the same cores and as many workers: nginx worker_processes, Outlast
+# --gateway-threads. PIN=0 lets everything share every core (the tail latencies then measure how
+# the scheduler interleaves wrk with the server more than the server itself; docs/performance.md).
+ncpu=$(nproc)
+if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ]; then
+  half=$((ncpu / 2))
+  server_cores=$half
+  client_cores=$((ncpu - half))
+  on_server="taskset -c 0-$((half - 1))"
+  on_client="taskset -c $half-$((ncpu - 1))"
+  placement="servers on cores 0-$((half - 1)), wrk on cores $half-$((ncpu - 1))"
+else
+  server_cores=$ncpu
+  client_cores=$ncpu
+  on_server=""
+  on_client=""
+  placement="servers and wrk sharing all $ncpu cores"
+fi
+[ "$client_cores" -gt 2 ] && client_cores=2  # wrk threads: two were always enough here
+
 work=$(mktemp -d)
 node_pid=""
 nginx_pid=""
@@ -28,8 +50,8 @@ head -c 20480 /dev/urandom >"$work/site/small.bin"
 head -c $((large_mb * 1024 * 1024)) /dev/zero | openssl enc -aes-128-ctr -pass pass:bench -nosalt 2>/dev/null >"$work/site/large.bin"
 touch "$work/site/index.html"
 
-"$outlast" --home "$work/home" node --listen 127.0.0.1:0 --bootstrap none --local-swarm --no-upnp --no-natpmp --no-lsd \
-  --gateway 127.0.0.1:0 2>"$work/node.log" &
+$on_server "$outlast" --home "$work/home" node --listen 127.0.0.1:0 --bootstrap none --local-swarm --no-upnp --no-natpmp --no-lsd \
+  --gateway 127.0.0.1:0 --gateway-threads "$server_cores" 2>"$work/node.log" &
 node_pid=$!
 for _ in $(seq 100); do
   "$outlast" --home "$work/home" status --json >"$work/status.json" 2>/dev/null && grep -q '"gateway":"' "$work/status.json" && break
@@ -47,7 +69,7 @@ user_line=""
 [ "$(id -u)" = 0 ] && user_line="user root;"
 cat >"$work/nginx.conf" <<CONF
 $user_line
-worker_processes auto;
+worker_processes $server_cores;
 pid $work/nginx.pid;
 error_log $work/nginx.err;
 daemon off;
@@ -61,15 +83,15 @@ http {
   server { listen 127.0.0.1:$nport; root $root; }
 }
 CONF
-nginx -c "$work/nginx.conf" &
+$on_server nginx -c "$work/nginx.conf" &
 nginx_pid=$!
 sleep 0.5
 
 # prints: requests/s MB/s p50_ms p99_ms
 measure() {
   local conns=$1 url=$2 host=$3 threads=1
-  [ "$conns" -gt 1 ] && threads=2
-  wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 60s --latency -H "Host: $host" "$url" | awk '
+  [ "$conns" -gt 1 ] && threads=$client_cores
+  $on_client wrk -t"$threads" -c"$conns" -d"${dur}s" --timeout 60s --latency -H "Host: $host" "$url" | awk '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     function mb(v) { if (v ~ /GB$/) return v * 1024; if (v ~ /MB$/) return v + 0; if (v ~ /KB$/) return v / 1024; return v / 1048576 }
     $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) }
@@ -88,6 +110,7 @@ summary_row() {  # workload outlast nginx unit ratio
 }
 
 echo "bench_gateway: $runs runs of ${dur}s per row; 20 KB and ${large_mb} MB files; nginx $(nginx -v 2>&1 | sed 's/.*\///')"
+echo "bench_gateway: $placement; $server_cores nginx worker(s), $server_cores gateway thread(s)"
 printf "\n%-26s %-10s %14s %14s %8s\n" "workload" "metric" "outlast" "nginx" "ratio"
 for file in small.bin large.bin; do
   for conns in 1 64; do

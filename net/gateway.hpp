@@ -69,6 +69,7 @@ struct gateway_config {
   std::chrono::milliseconds request_timeout{30000};  // a client must send its request within this
   std::size_t max_connections = 512;
   int threads = 1;  // connections are independent, so they spread over threads without locks
+  int send_buffer = 0;  // SO_SNDBUF of each connection, bytes; 0 leaves it to the kernel (tests set it)
 };
 
 struct gateway_counters {

@@ -63,6 +63,52 @@ struct fixture {
 
 }  // namespace
 
+TEST_CASE("gateway: kept-alive connections get small files whole: cached, many, and to a slow reader", "[gateway]") {
+  fixture f;
+  // Small files go out from the gateway's per-thread cache (header built once, body by
+  // sendfile from the open file): the same file twice, other files between, one connection.
+  test::kept_alive c(f.port);
+  for (int round = 0; round < 2; ++round) {
+    auto page = c.get(f.host, "/articles/one.html");
+    CHECK(page.status == 200);
+    CHECK(page.body == "<h1>One</h1>");
+    auto logo = c.get(f.host, "/img/logo.png");
+    CHECK(logo.status == 200);
+    CHECK(logo.body == random_bytes(2000, 1));
+    CHECK(logo.header("content-type") == "image/png");
+    CHECK(logo.header("etag").size() == 42);
+  }
+
+  // More files than the cache keeps open (256 per thread): each is still served whole, the first
+  // ones again after they were pushed out.
+  auto many = f.base / "many";
+  for (int i = 0; i < 300; ++i) test::write_file(many / ("p" + std::to_string(i) + ".txt"), "page " + std::to_string(i) + "\n");
+  test::write_file(many / "tail.bin", random_bytes(64 * 1024, 9));  // the largest file the cache holds
+  f.node.cli_json({"publish", many.string(), "--site", "many"});
+  auto many_host = "many." + f.key + ".localhost:" + std::to_string(f.port);
+  for (int round = 0; round < 2; ++round)
+    for (int i = 0; i < 300; i += round == 0 ? 1 : 37) {
+      auto page = c.get(many_host, "/p" + std::to_string(i) + ".txt");
+      INFO(i);
+      REQUIRE(page.status == 200);
+      REQUIRE(page.body == "page " + std::to_string(i) + "\n");
+    }
+
+  // A reader with a 4 KB receive buffer that reads nothing until the answer has started to
+  // arrive: the gateway cannot hand all 64 KiB to the kernel at once, finishes the answer as the
+  // reader drains it, and then serves the next request on the same connection.
+  auto tail = random_bytes(64 * 1024, 9);
+  test::kept_alive slow(f.port, 4096);
+  for (int round = 0; round < 2; ++round) {
+    slow.send(many_host, "/tail.bin");
+    REQUIRE(test::wait_until([&] { return slow.queued() > 0; }, 10s));
+    auto answer = slow.receive();
+    CHECK(answer.status == 200);
+    CHECK(answer.body == tail);
+  }
+  CHECK(slow.get(many_host, "/p1.txt").body == "page 1\n");
+}
+
 TEST_CASE("gateway: node pages, API and metrics on the bare address", "[gateway]") {
   fixture f;
   auto dash = f.bare("/");
