@@ -1,6 +1,7 @@
 #include "net/gateway.hpp"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -756,6 +757,10 @@ result<std::unique_ptr<gateway>> gateway::start(gateway_config const& cfg, log_f
   } catch (std::exception const&) {
     return make_error(errc::invalid_argument, "gateway: bad port in '" + cfg.listen + "'");
   }
+  // sendfile(2) has no MSG_NOSIGNAL: a reader that hangs up while its answer goes out would
+  // otherwise kill the whole process with SIGPIPE. Asio and libtorrent pass MSG_NOSIGNAL on
+  // their own writes, so nothing in the node relies on the signal.
+  ::signal(SIGPIPE, SIG_IGN);
   auto p = std::make_shared<impl>();
   p->cfg = cfg;
   p->log = std::move(log);

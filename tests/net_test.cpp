@@ -1,7 +1,10 @@
 // Tests for outlast::net: the libtorrent session on loopback and HTTP over Unix sockets.
+#include <signal.h>
 #include <sys/stat.h>
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 #include <libtorrent/add_torrent_params.hpp>
 #include <libtorrent/read_resume_data.hpp>
@@ -334,4 +337,23 @@ TEST_CASE("gateway: a small file outruns a slow reader's socket and still arrive
   CHECK(next.status == 200);
   CHECK(next.body == "a\n");
   CHECK((*gw)->counters().requests_by_status[200] == 4);
+
+  // sendfile has no MSG_NOSIGNAL: a second sendfile after a reader hung up mid-answer raises
+  // SIGPIPE, which ended the node once in a bench run before the gateway ignored the signal. The
+  // race is too narrow to hit on demand, so the disposition is checked; then readers that hang
+  // up (RST) on 20 pipelined requests each, and the gateway still serves.
+  struct sigaction pipe_action {};
+  ::sigaction(SIGPIPE, nullptr, &pipe_action);
+  CHECK(pipe_action.sa_handler == SIG_IGN);
+  std::string pipelined;
+  for (int i = 0; i < 20; ++i) pipelined += "GET /tail.bin HTTP/1.1\r\nHost: " + host + "\r\n\r\n";
+  boost::asio::io_context ioc;
+  for (int i = 0; i < 50; ++i) {
+    boost::asio::ip::tcp::socket s(ioc);
+    s.connect({boost::asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+    s.set_option(boost::asio::socket_base::linger(true, 0));  // close() sends RST
+    boost::asio::write(s, boost::asio::buffer(pipelined));
+    s.close();
+  }
+  CHECK(slow.get(host, "/a.txt").body == "a\n");  // still serving
 }
