@@ -16,8 +16,9 @@ done
 # Cores: the server under test runs on the first half of the machine's cores and wrk on the rest,
 # so the load generator never takes CPU from the server it is measuring (on two cores: one each).
 # Both servers get the same cores and as many workers: nginx worker_processes, Outlast
-# --gateway-threads. PIN=0 lets everything share every core (the tail latencies then measure how
-# the scheduler interleaves wrk with the server more than the server itself; docs/performance.md).
+# --gateway-threads. PIN=0 lets everything share every core, each server with its default worker
+# count (the tail latencies then measure how the scheduler interleaves wrk with the server more
+# than the server itself; docs/performance.md).
 ncpu=$(nproc)
 if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ]; then
   half=$((ncpu / 2))
@@ -27,12 +28,13 @@ if [ "${PIN:-1}" = 1 ] && [ "$ncpu" -ge 2 ]; then
   on_client="taskset -c $half-$((ncpu - 1))"
   placement="servers on cores 0-$((half - 1)), wrk on cores $half-$((ncpu - 1))"
 else
-  server_cores=$ncpu
+  server_cores=""
   client_cores=$ncpu
   on_server=""
   on_client=""
-  placement="servers and wrk sharing all $ncpu cores"
+  placement="servers and wrk sharing all $ncpu cores, default worker counts"
 fi
+gateway_threads=${server_cores:+--gateway-threads $server_cores}
 [ "$client_cores" -gt 2 ] && client_cores=2  # wrk threads: two were always enough here
 
 work=$(mktemp -d)
@@ -51,7 +53,7 @@ head -c $((large_mb * 1024 * 1024)) /dev/zero | openssl enc -aes-128-ctr -pass p
 touch "$work/site/index.html"
 
 $on_server "$outlast" --home "$work/home" node --listen 127.0.0.1:0 --bootstrap none --local-swarm --no-upnp --no-natpmp --no-lsd \
-  --gateway 127.0.0.1:0 --gateway-threads "$server_cores" 2>"$work/node.log" &
+  --gateway 127.0.0.1:0 $gateway_threads 2>"$work/node.log" &
 node_pid=$!
 for _ in $(seq 100); do
   "$outlast" --home "$work/home" status --json >"$work/status.json" 2>/dev/null && grep -q '"gateway":"' "$work/status.json" && break
@@ -69,7 +71,7 @@ user_line=""
 [ "$(id -u)" = 0 ] && user_line="user root;"
 cat >"$work/nginx.conf" <<CONF
 $user_line
-worker_processes $server_cores;
+worker_processes ${server_cores:-auto};
 pid $work/nginx.pid;
 error_log $work/nginx.err;
 daemon off;
@@ -110,7 +112,7 @@ summary_row() {  # workload outlast nginx unit ratio
 }
 
 echo "bench_gateway: $runs runs of ${dur}s per row; 20 KB and ${large_mb} MB files; nginx $(nginx -v 2>&1 | sed 's/.*\///')"
-echo "bench_gateway: $placement; $server_cores nginx worker(s), $server_cores gateway thread(s)"
+echo "bench_gateway: $placement; $(grep -o 'with [0-9]* threads\?' "$work/node.log" | sed 's/with //') in the gateway, nginx worker_processes ${server_cores:-auto}"
 printf "\n%-26s %-10s %14s %14s %8s\n" "workload" "metric" "outlast" "nginx" "ratio"
 for file in small.bin large.bin; do
   for conns in 1 64; do
