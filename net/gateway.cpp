@@ -589,11 +589,17 @@ class connection : public std::enable_shared_from_this<connection> {
       }
       if (n > 0) return close();  // a header cut short: nothing sensible follows
     }
-    std::array<asio::const_buffer, 2> buffers{asio::buffer(m_entry->ok_header), asio::buffer(m_entry->data)};
-    auto length = static_cast<std::int64_t>(m_entry->data.size());
+    write_cached(std::array<asio::const_buffer, 2>{asio::buffer(m_entry->ok_header), asio::buffer(m_entry->data)});
+  }
+
+  // Writes (the rest of) a cached 200 answer through Beast, under the request timeout; the
+  // buffers point into m_entry, held until the write completes.
+  template <class Buffers>
+  void write_cached(Buffers const& buffers) {
+    auto size = static_cast<std::int64_t>(m_entry->data.size());
     m_stream.expires_after(m_gw->cfg.request_timeout);
-    asio::async_write(m_stream, buffers, [self = shared_from_this(), length](beast::error_code ec, std::size_t) {
-      self->m_gw->count(200, length);
+    asio::async_write(m_stream, buffers, [self = shared_from_this(), size](beast::error_code ec, std::size_t) {
+      self->m_gw->count(200, size);
       self->m_entry.reset();
       if (ec) return self->close();
       self->read();
@@ -612,17 +618,8 @@ class connection : public std::enable_shared_from_this<connection> {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) {
-        // The client is not reading as fast: the rest goes through Beast from the cached
-        // bytes, under the request timeout.
-        auto rest = asio::buffer(m_entry->data.data() + m_offset, static_cast<std::size_t>(size - m_offset));
-        m_stream.expires_after(m_gw->cfg.request_timeout);
-        asio::async_write(m_stream, rest, [self = shared_from_this(), size](beast::error_code ec, std::size_t) {
-          self->m_gw->count(200, size);
-          self->m_entry.reset();
-          if (ec) return self->close();
-          self->read();
-        });
-        return;
+        // The client is not reading as fast: the rest goes from the cached bytes.
+        return write_cached(asio::buffer(m_entry->data.data() + m_offset, static_cast<std::size_t>(size - m_offset)));
       }
       return close();
     }
