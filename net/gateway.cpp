@@ -201,9 +201,10 @@ using string_response = http::response<http::string_body>;
 // operation (with beast::tcp_stream's any_io_executor that was ~6% of a small file's request).
 using socket_type = tcp::socket::rebind_executor<asio::io_context::executor_type>::other;
 
-// Small files are kept in memory: most requests of a site are for small files, and serving them
-// then costs no open/read/close. One cache per gateway thread (thread_local), so no locks. Keys
-// are full paths inside a version directory, which never change content once complete.
+// Small files are kept in memory, and open: most requests of a site are for small files, and
+// serving them then costs no open/read/close (the body goes by sendfile from the open file, or
+// from the bytes). One cache per gateway thread (thread_local), so no locks. Keys are full paths
+// inside a version directory, which never change content once complete.
 struct cached_file {
   std::string data;
   std::string ok_header;  // the whole "200 OK" keep-alive response header, built once

@@ -29,12 +29,12 @@ std::string random_bytes(std::size_t n, unsigned seed) {
 
 struct fixture {
   test::temp_dir base;
-  test::swarm_node node{"g", base.path(), {"--gateway-timeout", "2"}};
+  test::swarm_node node;
   std::string address, key, host;
   int port = 0;
   std::string big = random_bytes(3 * 1024 * 1024 + 123, 7);
 
-  fixture() {
+  explicit fixture(std::vector<std::string> flags = {}) : node("g", base.path(), with_timeout(std::move(flags))) {
     auto site = base / "site";
     test::write_file(site / "index.html", "<!doctype html><h1>Front page</h1>");
     test::write_file(site / "css" / "a.css", "body{color:#111}");
@@ -55,6 +55,11 @@ struct fixture {
   }
   ~fixture() { node.stop(); }
 
+  static std::vector<std::string> with_timeout(std::vector<std::string> flags) {
+    flags.insert(flags.end(), {"--gateway-timeout", "2"});
+    return flags;
+  }
+
   test::http_answer site(std::string const& target, std::string const& extra = "", std::string const& method = "GET") {
     return test::http_get(port, host, target, extra, method);
   }
@@ -64,7 +69,10 @@ struct fixture {
 }  // namespace
 
 TEST_CASE("gateway: kept-alive connections get small files whole: cached, many, and to a slow reader", "[gateway]") {
-  fixture f;
+  // Two gateway threads: connections are dealt to them in turn, so the two connections below
+  // are served by different threads, each with its own cache.
+  fixture f({"--gateway-threads", "2"});
+  CHECK(f.node.log().find("/ with 2 threads") != std::string::npos);
   // Small files go out from the gateway's per-thread cache (header built once, body by
   // sendfile from the open file): the same file twice, other files between, one connection.
   test::kept_alive c(f.port);

@@ -162,6 +162,18 @@ TEST_CASE("config: bad files and values are named in the error", "[unit][config]
     CHECK(ok->keep_versions == 3);
     CHECK(ok->max_site_mb == 500);
   }
+  SECTION("gateway threads: 0 (one per four cores) by default, a count, bounded") {
+    auto dflt = node::load_node_config(dir.path(), parse_cli({}));
+    REQUIRE(dflt);
+    CHECK(dflt->gateway_threads == 0);
+    auto four = node::load_node_config(dir.path(), parse_cli({"--gateway-threads", "4"}));
+    REQUIRE(four);
+    CHECK(four->gateway_threads == 4);
+    auto r = node::load_node_config(dir.path(), parse_cli({"--gateway-threads", "65"}));
+    REQUIRE_FALSE(r);
+    CHECK(r.err().message.find("gateway-threads") != std::string::npos);
+    CHECK_FALSE(node::load_node_config(dir.path(), parse_cli({"--gateway-threads", "-1"})));
+  }
   SECTION("a gateway off loopback needs --gateway-public") {
     auto r = node::load_node_config(dir.path(), parse_cli({"--gateway", "0.0.0.0:8088"}));
     REQUIRE_FALSE(r);
