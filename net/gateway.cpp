@@ -58,9 +58,11 @@ int hex_value(char c) {
 std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
 beast::string_view bsv(std::string_view s) { return {s.data(), s.size()}; }
 
+// ASCII only (host names and file extensions): no locale, no call per character.
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
 }
 
@@ -113,7 +115,7 @@ result<std::string> clean_request_path(std::string_view target) {
   std::size_t pos = 1;
   while (pos <= decoded.size()) {
     auto next = decoded.find('/', pos);
-    auto seg = decoded.substr(pos, next == std::string::npos ? std::string::npos : next - pos);
+    auto seg = std::string_view(decoded).substr(pos, next == std::string::npos ? std::string::npos : next - pos);
     for (unsigned char ch : seg)
       if (ch < 0x20 || ch == 0x7f || ch == '\\') return bad("the path holds a control character or a backslash");
     if (seg == "." || seg == "..") return bad("the path holds '.' or '..'");
@@ -439,9 +441,12 @@ class connection : public std::enable_shared_from_this<connection> {
 
   void serve_file(http::request<http::empty_body> const& req, served_site const& site, std::string const& rel,
                   served_file const& file, http::status status) {
-    auto full = site.root / rel;
+    // rel comes from the verified torrent's file list: relative, never empty, no "..".
+    std::string full = site.root.native();
+    full += '/';
+    full += rel;
     std::shared_ptr<cached_file const> cached;
-    if (file.size <= small_file_cache::max_file) cached = file_cache.get(full.native());
+    if (file.size <= small_file_cache::max_file) cached = file_cache.get(full);
     if (!cached) {
       // Defence in depth: only files listed in the verified torrent are served, and never
       // through a symlink.
@@ -464,7 +469,7 @@ class connection : public std::enable_shared_from_this<connection> {
                            "\r\nReferrer-Policy: no-referrer\r\nContent-Length: " + std::to_string(file.size) + "\r\n\r\n";
         entry->fd = m_fd;  // the entry owns it now
         m_fd = -1;
-        file_cache.put(full.native(), entry);
+        file_cache.put(full, entry);
         cached = std::move(entry);
       }
     }
