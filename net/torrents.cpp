@@ -120,6 +120,15 @@ std::shared_ptr<lt::torrent_info> parse(std::string const& torrent) {
                                             limits, lt::from_span);
 }
 
+// parse() for bytes from outside (the store, a peer, a file): a malformed torrent is an error.
+result<std::shared_ptr<lt::torrent_info>> parse_checked(std::string const& torrent) {
+  try {
+    return parse(torrent);
+  } catch (std::exception const& e) {
+    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
+  }
+}
+
 // The .torrent of a hashed create_torrent, read back through the same checks a peer's gets.
 result<built_torrent> finish_torrent(lt::create_torrent& ct, bool single_file) {
   built_torrent out;
@@ -261,7 +270,7 @@ bool write_full(int fd, char const* buf, std::size_t len) {
 bool link_unchanged(copy_job& job, std::int64_t piece_size, std::atomic<std::int64_t>& done) {
   auto const& f = *job.file;
   if (f.reuse.empty() || f.size <= 0) return false;
-  std::size_t const pieces = f.size <= piece_size ? 1 : static_cast<std::size_t>((f.size + piece_size - 1) / piece_size);
+  auto const pieces = static_cast<std::size_t>((f.size + piece_size - 1) / piece_size);  // a file of one piece: its root
   if (f.reuse_pieces.size() != pieces * lt::sha256_hash::size()) return false;
   std::error_code ec;
   auto st = fs::symlink_status(f.reuse, ec);
@@ -436,12 +445,9 @@ result<built_torrent> make_beacon(fs::path const& dir, std::string const& key_te
 }
 
 result<std::vector<std::pair<std::string, std::int64_t>>> torrent_files(std::string const& torrent) {
-  std::shared_ptr<lt::torrent_info> ti;
-  try {
-    ti = parse(torrent);
-  } catch (std::exception const& e) {
-    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
-  }
+  auto parsed = parse_checked(torrent);
+  if (!parsed) return parsed.err();
+  auto const& ti = *parsed;
   std::vector<std::pair<std::string, std::int64_t>> out;
   for (auto i : ti->files().file_range())
     if (!ti->files().pad_file_at(i)) out.emplace_back(ti->files().file_path(i), ti->files().file_size(i));
@@ -449,12 +455,9 @@ result<std::vector<std::pair<std::string, std::int64_t>>> torrent_files(std::str
 }
 
 status verify_files(std::string const& torrent, fs::path const& save_path) {
-  std::shared_ptr<lt::torrent_info> ti;
-  try {
-    ti = parse(torrent);
-  } catch (std::exception const& e) {
-    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
-  }
+  auto parsed = parse_checked(torrent);
+  if (!parsed) return parsed.err();
+  auto const& ti = *parsed;
   auto const& want = ti->files();
   lt::file_storage fs;
   std::map<std::string, lt::sha256_hash> roots;
@@ -488,22 +491,16 @@ status verify_files(std::string const& torrent, fs::path const& save_path) {
 }
 
 result<torrent_summary> check_torrent(std::string const& torrent, std::int64_t max_size) {
-  std::shared_ptr<lt::torrent_info> ti;
-  try {
-    ti = parse(torrent);
-  } catch (std::exception const& e) {
-    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
-  }
+  auto parsed = parse_checked(torrent);
+  if (!parsed) return parsed.err();
+  auto const& ti = *parsed;
   return detail::check_info(*ti, max_size);
 }
 
 result<std::map<std::string, std::string>> piece_hashes(std::string const& torrent) {
-  std::shared_ptr<lt::torrent_info> ti;
-  try {
-    ti = parse(torrent);
-  } catch (std::exception const& e) {
-    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
-  }
+  auto parsed = parse_checked(torrent);
+  if (!parsed) return parsed.err();
+  auto const& ti = *parsed;
   std::map<std::string, std::string> out;
   auto const& files = ti->files();
   if (!ti->v2() || files.num_files() == 0) return make_error(errc::corrupt, "not a v2 torrent");
@@ -581,14 +578,11 @@ result<std::string> torrent_from_resume(std::string const& resume, info_hash2 co
 
 result<std::int64_t> place_unchanged_files(std::string const& old_torrent, fs::path const& old_root,
                                            std::string const& new_torrent, fs::path const& new_root) {
-  std::shared_ptr<lt::torrent_info> old_ti, new_ti;
-  try {
-    old_ti = parse(old_torrent);
-    new_ti = parse(new_torrent);
-  } catch (std::exception const& e) {
-    return make_error(errc::corrupt, std::string("malformed torrent: ") + e.what());
-  }
-  return detail::place_unchanged(*old_ti, old_root, *new_ti, new_root);
+  auto old_ti = parse_checked(old_torrent);
+  if (!old_ti) return old_ti.err();
+  auto new_ti = parse_checked(new_torrent);
+  if (!new_ti) return new_ti.err();
+  return detail::place_unchanged(**old_ti, old_root, **new_ti, new_root);
 }
 
 }  // namespace outlast::net

@@ -294,8 +294,8 @@ result<std::unique_ptr<node>> node::open(node_config cfg, logger& log) {
     gc.request_timeout = std::chrono::seconds(p->cfg.gateway_timeout_s);
     // One thread per four cores by default: a gateway thread busy with many clients competes for
     // a core with libtorrent's network thread and with the clients themselves. On two cores, two
-    // gateway threads under 64 busy connections had a p99 latency of 6.5-7.7 ms, one thread
-    // 1.1-2.9 ms at 0.9x the requests/s (docs/performance.md).
+    // gateway threads under 64 busy connections had a p99 latency of 6.5-7.9 ms, one thread
+    // 1.2-2.9 ms; one thread serves ~125k small-file requests/s (docs/performance.md).
     gc.threads = p->cfg.gateway_threads > 0 ? p->cfg.gateway_threads : std::max(1, usable_cores() / 4);
     auto gw = net::gateway::start(gc, [raw](std::string const& level, std::string const& msg) {
       raw->log.write(parse_log_level(level), "gateway", msg);
