@@ -11,10 +11,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <limits>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -222,6 +224,19 @@ struct copy_job {
   std::vector<lt::sha256_hash> pieces;  // one per piece of the file, as set_hash2 wants them
 };
 
+// What the threads share out: a run of pieces of one file. A file larger than a run is cut into
+// runs, so both threads work to the end instead of one copying the largest file alone while
+// the other has finished (the standard site's 600 MB file was two thirds of the copy).
+struct copy_unit {
+  copy_job* job = nullptr;
+  std::int64_t first = 0;  // piece index
+  std::int64_t count = 0;  // pieces
+};
+
+constexpr std::int64_t run_pieces = 32;
+
+std::int64_t pieces_of(std::int64_t size, std::int64_t piece_size) { return (size + piece_size - 1) / piece_size; }
+
 class fd_guard {
  public:
   explicit fd_guard(int fd) : m_fd(fd) {}
@@ -241,11 +256,28 @@ class fd_guard {
   int m_fd;
 };
 
-// Reads up to `want` bytes (less only at the end of the file). -1 on error (errno set).
-ssize_t read_full(int fd, char* buf, std::size_t want) {
+// An unchanged file: the earlier version's copy, linked, and its hashes. False if it cannot be
+// used (gone, another size, hashes that do not fit): the caller copies the file instead.
+bool link_unchanged(copy_job& job, std::int64_t piece_size, std::atomic<std::int64_t>& done) {
+  auto const& f = *job.file;
+  if (f.reuse.empty() || f.size <= 0) return false;
+  auto const pieces = static_cast<std::size_t>(pieces_of(f.size, piece_size));  // a file of one piece: its root
+  if (f.reuse_pieces.size() != pieces * lt::sha256_hash::size() || job.pieces.size() != pieces) return false;
+  std::error_code ec;
+  auto st = fs::symlink_status(f.reuse, ec);
+  if (ec || !fs::is_regular_file(st) || fs::file_size(f.reuse, ec) != static_cast<std::uintmax_t>(f.size) || ec) return false;
+  fs::create_hard_link(f.reuse, job.dest, ec);
+  if (ec) return false;
+  for (std::size_t p = 0; p < pieces; ++p) job.pieces[p] = lt::sha256_hash(f.reuse_pieces.data() + p * lt::sha256_hash::size());
+  done += f.size;
+  return true;
+}
+
+// Reads up to `len` bytes at `off` (fewer only where the file ends). -1 on error (errno set).
+ssize_t pread_full(int fd, char* buf, std::size_t len, std::int64_t off) {
   std::size_t got = 0;
-  while (got < want) {
-    ssize_t n = ::read(fd, buf + got, want - got);
+  while (got < len) {
+    ssize_t n = ::pread(fd, buf + got, len - got, static_cast<off_t>(off + static_cast<std::int64_t>(got)));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return -1;
     if (n == 0) break;
@@ -254,74 +286,96 @@ ssize_t read_full(int fd, char* buf, std::size_t want) {
   return static_cast<ssize_t>(got);
 }
 
-bool write_full(int fd, char const* buf, std::size_t len) {
+bool pwrite_full(int fd, char const* buf, std::size_t len, std::int64_t off) {
   while (len > 0) {
-    ssize_t n = ::write(fd, buf, len);
+    ssize_t n = ::pwrite(fd, buf, len, static_cast<off_t>(off));
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return false;
     buf += n;
+    off += n;
     len -= static_cast<std::size_t>(n);
   }
   return true;
 }
 
-// An unchanged file: the earlier version's copy, linked, and its hashes. False if it cannot be
-// used (gone, another size, hashes that do not fit): the caller copies the file instead.
-bool link_unchanged(copy_job& job, std::int64_t piece_size, std::atomic<std::int64_t>& done) {
-  auto const& f = *job.file;
-  if (f.reuse.empty() || f.size <= 0) return false;
-  auto const pieces = static_cast<std::size_t>((f.size + piece_size - 1) / piece_size);  // a file of one piece: its root
-  if (f.reuse_pieces.size() != pieces * lt::sha256_hash::size()) return false;
-  std::error_code ec;
-  auto st = fs::symlink_status(f.reuse, ec);
-  if (ec || !fs::is_regular_file(st) || fs::file_size(f.reuse, ec) != static_cast<std::uintmax_t>(f.size) || ec) return false;
-  fs::create_hard_link(f.reuse, job.dest, ec);
-  if (ec) return false;
-  for (std::size_t p = 0; p < pieces; ++p) job.pieces.emplace_back(f.reuse_pieces.data() + p * lt::sha256_hash::size());
-  done += f.size;
-  return true;
-}
+// O_DIRECT wants buffers, offsets and lengths in whole sectors; 4 KiB covers the devices in use.
+constexpr std::size_t direct_align = 4096;
 
-status copy_and_hash(copy_job& job, std::int64_t piece_size, std::vector<char>& buf, std::atomic<std::int64_t>& done,
+// Copies a run of pieces of one file to its private copy, hashing the bytes as they are written.
+// A file of a piece or more is written with O_DIRECT: the copy only has to reach the disk, and
+// through the page cache it would cost a second copy of every byte into memory the kernel must
+// find first (on the development VM, 2-3x the time of the whole publish: docs/performance.md).
+// Small files go through the page cache, where the final syncfs writes them out together.
+// Where O_DIRECT is refused (a filesystem without it, a device wanting larger sectors), the
+// file is written through the page cache instead.
+status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std::atomic<std::int64_t>& done,
                      std::atomic<bool> const* cancel) {
+  auto& job = *u.job;
   auto const& f = *job.file;
-  if (link_unchanged(job, piece_size, done)) return {};
+  auto const all = static_cast<std::int64_t>(job.pieces.size());
+  bool const whole = u.first == 0 && u.count == all;
+  if (whole && link_unchanged(job, piece_size, done)) return {};
+  auto cannot = [&](char const* what, fs::path const& path) {
+    return make_error(errc::io_error, std::string("cannot ") + what + " " + path.string() + ": " + std::strerror(errno));
+  };
+  auto changed = [&] { return make_error(errc::invalid_argument, f.relative.string() + " changed while it was being published; try again"); };
   fd_guard in(::open(f.source.c_str(), O_RDONLY | O_CLOEXEC));
-  if (in.get() < 0) return make_error(errc::io_error, "cannot read " + f.source.string() + ": " + std::strerror(errno));
-  ::posix_fadvise(in.get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  fd_guard out(::open(job.dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-  if (out.get() < 0) return make_error(errc::io_error, "cannot write " + job.dest.string() + ": " + std::strerror(errno));
+  if (in.get() < 0) return cannot("read", f.source);
+  ::posix_fadvise(in.get(), u.first * piece_size, u.count * piece_size, POSIX_FADV_SEQUENTIAL);
+  // A file cut into runs was created before the threads started; each run writes its own range.
+  fd_guard out(::open(job.dest.c_str(), O_WRONLY | O_CREAT | (whole ? O_TRUNC : 0) | O_CLOEXEC, 0644));
+  if (out.get() < 0) return cannot("write", job.dest);
+  fd_guard direct(f.size >= piece_size ? ::open(job.dest.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC) : -1);
+  bool use_direct = direct.get() >= 0, padded = false;
   // A file of one piece or less has its own tree, padded to a power of two of blocks; longer
   // files pad each piece to a whole piece of blocks (BEP 52).
-  bool one_piece = f.size <= piece_size;
+  bool const one_piece = f.size <= piece_size;
   int const blocks_per_piece = static_cast<int>(piece_size / block_size);
-  std::int64_t total = 0, unsynced = 0;
-  for (;;) {
-    ssize_t got = read_full(in.get(), buf.data(), static_cast<std::size_t>(piece_size));
-    if (got < 0) return make_error(errc::io_error, "cannot read " + f.source.string() + ": " + std::strerror(errno));
-    if (got == 0) break;
-    if (total + got > f.size) break;  // grew: reported below
-    if (!write_full(out.get(), buf.data(), static_cast<std::size_t>(got)))
-      return make_error(errc::io_error, "cannot write " + job.dest.string() + ": " + std::strerror(errno));
-    int blocks = static_cast<int>((got + block_size - 1) / block_size);
+  std::int64_t unsynced = 0;
+  for (std::int64_t p = u.first; p < u.first + u.count; ++p) {
+    std::int64_t const off = p * piece_size;
+    auto const len = static_cast<std::size_t>(std::min(piece_size, f.size - off));
+    ssize_t got = pread_full(in.get(), buf, len, off);
+    if (got < 0) return cannot("read", f.source);
+    if (static_cast<std::size_t>(got) < len) return changed();  // shrank
+    int blocks = static_cast<int>((len + block_size - 1) / block_size);
     std::vector<lt::sha256_hash> leaves(static_cast<std::size_t>(one_piece ? next_power_of_two(blocks) : blocks_per_piece));
     for (int b = 0; b < blocks; ++b) {
-      auto off = static_cast<std::ptrdiff_t>(b) * block_size;
-      leaves[static_cast<std::size_t>(b)] = lt::hasher256(buf.data() + off, static_cast<int>(std::min<std::ptrdiff_t>(block_size, got - off))).final();
+      auto boff = static_cast<std::size_t>(b) * block_size;
+      leaves[static_cast<std::size_t>(b)] = lt::hasher256(buf + boff, static_cast<int>(std::min<std::size_t>(block_size, len - boff))).final();
     }
-    job.pieces.push_back(merkle_root(std::move(leaves)));
-    total += got;
-    done += got;
-    // Start writing back early, so the final syncfs does not wait for all of it at once.
-    if ((unsynced += got) >= (32 << 20)) {
-      ::sync_file_range(out.get(), total - unsynced, unsynced, SYNC_FILE_RANGE_WRITE);
-      unsynced = 0;
+    job.pieces[static_cast<std::size_t>(p)] = merkle_root(std::move(leaves));
+    if (use_direct) {
+      // The end of the file is written out to a whole sector of zeros, then cut back below.
+      std::size_t const whole_sectors = (len + direct_align - 1) / direct_align * direct_align;
+      std::memset(buf + len, 0, whole_sectors - len);
+      if (pwrite_full(direct.get(), buf, whole_sectors, off)) {
+        padded = padded || whole_sectors != len;
+      } else if (errno == EINVAL) {
+        use_direct = false;  // refused: through the page cache from here on
+      } else {
+        return cannot("write", job.dest);
+      }
     }
+    if (!use_direct) {
+      if (!pwrite_full(out.get(), buf, len, off)) return cannot("write", job.dest);
+      // Start writing back early, so the final syncfs does not wait for all of it at once.
+      if ((unsynced += static_cast<std::int64_t>(len)) >= (32 << 20)) {
+        ::sync_file_range(out.get(), off + static_cast<std::int64_t>(len) - unsynced, unsynced, SYNC_FILE_RANGE_WRITE);
+        unsynced = 0;
+      }
+    }
+    done += static_cast<std::int64_t>(len);
     if (cancel && cancel->load()) return make_error(errc::unavailable, "publishing was cancelled");
   }
-  if (total != f.size)
-    return make_error(errc::invalid_argument, f.relative.string() + " changed while it was being published; try again");
-  if (out.close() != 0) return make_error(errc::io_error, "cannot write " + job.dest.string() + ": " + std::strerror(errno));
+  if (u.first + u.count == all) {  // the run that ends the file: the file must end there
+    char c;
+    ssize_t more = pread_full(in.get(), &c, 1, f.size);
+    if (more < 0) return cannot("read", f.source);
+    if (more > 0) return changed();  // grew
+    if (padded && ::ftruncate(out.get(), f.size) != 0) return cannot("write", job.dest);
+  }
+  if (out.close() != 0) return cannot("write", job.dest);
   return {};
 }
 
@@ -345,28 +399,43 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     total += f.size;
   }
   std::error_code ec;
-  for (auto const& j : jobs) {
+  std::vector<copy_unit> units;
+  for (auto& j : jobs) {
     fs::create_directories(j.dest.parent_path(), ec);
     if (ec) return make_error(errc::io_error, "cannot create " + j.dest.parent_path().string() + ": " + ec.message());
+    auto n = pieces_of(j.file->size, piece_length);
+    j.pieces.resize(static_cast<std::size_t>(n));
+    if (n <= run_pieces || !j.file->reuse.empty()) {
+      units.push_back({&j, 0, n});
+      continue;
+    }
+    fd_guard made(::open(j.dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+    if (made.get() < 0) return make_error(errc::io_error, "cannot write " + j.dest.string() + ": " + std::strerror(errno));
+    for (std::int64_t first = 0; first < n; first += run_pieces) units.push_back({&j, first, std::min(run_pieces, n - first)});
   }
   lt::create_torrent ct(fst, piece_length, lt::create_torrent::v2_only);
   ct.set_creator("outlast");
 
   // Largest first, so the threads finish together.
-  std::vector<std::size_t> order(jobs.size());
-  for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return files[a].size > files[b].size; });
+  auto bytes = [](copy_unit const& u) { return u.count == 0 ? 0 : std::min(u.count * piece_length, u.job->file->size - u.first * piece_length); };
+  std::stable_sort(units.begin(), units.end(), [&](auto const& a, auto const& b) { return bytes(a) > bytes(b); });
   std::atomic<std::size_t> next{0};
   std::atomic<std::int64_t> done{0};
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
   std::optional<error> first_error;
   auto work = [&] {
-    std::vector<char> buf(static_cast<std::size_t>(piece_length));
+    std::unique_ptr<char, decltype(&std::free)> buf(static_cast<char*>(std::aligned_alloc(direct_align, piece_length)), &std::free);
+    if (!buf) {
+      std::lock_guard g(error_mutex);
+      if (!first_error) first_error = make_error(errc::io_error, "out of memory for the copy's buffer");
+      failed = true;
+      return;
+    }
     for (;;) {
       auto k = next++;
-      if (k >= order.size() || failed) return;
-      if (auto st = copy_and_hash(jobs[order[k]], piece_length, buf, done, cancel); !st) {
+      if (k >= units.size() || failed) return;
+      if (auto st = copy_and_hash(units[k], piece_length, buf.get(), done, cancel); !st) {
         std::lock_guard g(error_mutex);
         if (!first_error) first_error = st.err();
         failed = true;
@@ -375,12 +444,12 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     }
   };
   std::vector<std::thread> pool;
-  int n = std::max(1, std::min<int>(threads, static_cast<int>(jobs.size())));
+  int n = std::max(1, std::min<int>(threads, static_cast<int>(units.size())));
   for (int i = 1; i < n; ++i) pool.emplace_back(work);
   if (progress) {
     // This thread reports progress while the others work, then joins in.
     std::thread reporter([&] {
-      while (next.load() < order.size() && !failed) {
+      while (next.load() < units.size() && !failed) {
         progress(done.load(), total);
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }

@@ -59,7 +59,8 @@ result<std::map<std::string, std::string>> piece_hashes(std::string const& torre
 
 // Publishing in one pass: copies `files` under `root/name` (hard-links those with `reuse`) and
 // builds the same v2 torrent as make_torrent would of the copy, hashing each block while it is in memory between the read and
-// the write, on `threads` threads (largest files first). A site of one file at its top becomes a
+// the write, on `threads` threads (largest first; a file over 32 pieces is shared out in runs of
+// 32). Files of a piece or more are written with O_DIRECT where the filesystem allows it. A site of one file at its top becomes a
 // single-file torrent, the file placed directly in `root`, as make_torrent does. The copy is on
 // disk (syncfs) before this returns. `progress(done, total)`: bytes copied and hashed.
 // Errors: io_error (unreadable source, disk full), invalid_argument (no files, or a file changed

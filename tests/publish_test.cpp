@@ -7,6 +7,7 @@
 #include <random>
 #include <fstream>
 
+#include "crypto/key_file.hpp"
 #include "net/gateway.hpp"
 #include "net/torrents.hpp"
 #include "node/detail/node_impl.hpp"
@@ -166,10 +167,13 @@ TEST_CASE("publishing in one pass (copy and hash together) gives the torrent lib
     return s;
   };
   // Every edge of BEP 52's trees: empty, under a block, a block, over it, one piece, over it,
-  // several pieces with a short last one.
+  // several pieces with a short last one. And of the copy: files of a piece or more are written
+  // with O_DIRECT in whole sectors and cut back to size; one longer than a run of 32 pieces is
+  // copied by both threads at once, a run each.
   std::vector<std::pair<std::string, std::size_t>> shapes = {
       {"empty.txt", 0},        {"one.txt", 1},           {"a/block-1.bin", 16383}, {"a/block.bin", 16384}, {"a/block+1.bin", 16385},
-      {"b/c/mid.bin", 100000}, {"piece.bin", 1u << 20}, {"piece+1.bin", (1u << 20) + 1}, {"big.bin", (7u << 19) + 12345}};
+      {"b/c/mid.bin", 100000}, {"piece.bin", 1u << 20}, {"piece+1.bin", (1u << 20) + 1}, {"big.bin", (7u << 19) + 12345},
+      {"runs.bin", (65u << 19) + 4097}};
   std::vector<net::source_file> files;
   for (auto const& [rel, size] : shapes) {
     test::write_file(t / "src" / rel, bytes(size));
@@ -183,7 +187,10 @@ TEST_CASE("publishing in one pass (copy and hash together) gives the torrent lib
   REQUIRE(one_pass);
   CHECK(last_done == total_seen);
   CHECK(one_pass->files == int(shapes.size()));
-  for (auto const& [rel, size] : shapes) CHECK(fs::file_size(t / "fast" / "site" / rel) == size);
+  for (auto const& [rel, size] : shapes) {
+    CHECK(fs::file_size(t / "fast" / "site" / rel) == size);
+    CHECK(crypto::read_small_file(t / "fast" / "site" / rel, 64 << 20).value() == crypto::read_small_file(t / "src" / rel, 64 << 20).value());
+  }
   // The reference: libtorrent hashing a plain copy.
   fs::create_directories(t / "ref");
   fs::copy(t / "src", t / "ref" / "site", fs::copy_options::recursive);
@@ -232,11 +239,17 @@ TEST_CASE("publishing in one pass (copy and hash together) gives the torrent lib
     CHECK(net::verify_files(linked->torrent, t / "linked"));
   }
   SECTION("a file that changed size since the scan is an error, not a wrong torrent") {
-    auto wrong = files;
-    wrong[5].size += 1;
-    auto r = net::copy_and_make_torrent(wrong, t / "changed", "site", nullptr);
-    REQUIRE_FALSE(r);
-    CHECK(r.err().message.find("changed while it was being published") != std::string::npos);
+    // Shorter than scanned, longer, and longer by bytes after a whole number of pieces (which
+    // a reader of whole pieces sees only by asking for one more byte).
+    for (auto [index, delta] : {std::pair{5, 1}, {5, -1}, {8, -12345 - (1 << 19)}, {9, 1}, {9, -1}}) {
+      auto wrong = files;
+      wrong[static_cast<std::size_t>(index)].size += delta;
+      auto dir = t / ("changed-" + std::to_string(index) + "-" + std::to_string(delta));
+      auto r = net::copy_and_make_torrent(wrong, dir, "site", nullptr);
+      INFO(wrong[static_cast<std::size_t>(index)].relative << " scanned as " << wrong[static_cast<std::size_t>(index)].size);
+      REQUIRE_FALSE(r);
+      CHECK(r.err().message.find("changed while it was being published") != std::string::npos);
+    }
   }
   SECTION("cancelled") {
     std::atomic<bool> cancel{true};
