@@ -46,6 +46,27 @@ namespace {
 
 std::string binary;
 
+// Every run's directories stay until the bench ends (its work directory goes then). Deleting
+// thousands of files just before the next run creates as many would time the filesystem's inode
+// allocator instead of what is measured: ext4 without a journal (as on the development VM)
+// passes over inodes freed in the last minute or more, reading each one's table block, and 5,000
+// files then take 1 s to create instead of 0.04 s. With too little free space for that
+// (`keep_all` false), each directory goes as soon as its run ends.
+bool keep_all = true;
+int dirs_made = 0;
+
+fs::path fresh_path(fs::path const& work, std::string const& what) { return work / (what + "-" + std::to_string(++dirs_made)); }
+
+fs::path fresh_dir(fs::path const& work, std::string const& what) {
+  auto p = fresh_path(work, what);
+  fs::create_directories(p);
+  return p;
+}
+
+void done_with(fs::path const& p) {
+  if (!keep_all) fs::remove_all(p);
+}
+
 void write_random(fs::path const& p, std::size_t size, std::uint64_t seed) {
   fs::create_directories(p.parent_path());
   std::mt19937_64 rng(seed);
@@ -139,7 +160,7 @@ struct outlast_run {
 };
 
 outlast_run run_outlast(fs::path const& work, fs::path const& site, std::int64_t changed_size) {
-  outlast::test::temp_dir homes;
+  auto homes = fresh_dir(work, "pair");
   node_proc a{homes / "a", nullptr, {}}, b{homes / "b", nullptr, {}};
   a.start(work, "none");
   b.start(work, a.endpoint);
@@ -173,13 +194,14 @@ outlast_run run_outlast(fs::path const& work, fs::path const& site, std::int64_t
   write_random(site / "img" / "i7.jpg", 1 << 20, 107);  // restore
   a.stop();
   b.stop();
+  done_with(homes);
   return {publish_s, replicate_s, transfer_s, s["downloaded"].get<std::int64_t>(), update_s, s3["downloaded"].get<std::int64_t>()};
 }
 
 // Three seeders: a publisher and two mirrors; the reader follows once both mirrors are complete.
 // Returns {end to end, transfer only} seconds of the reader.
 std::pair<double, double> run_outlast_three(fs::path const& work, fs::path const& site) {
-  outlast::test::temp_dir homes;
+  auto homes = fresh_dir(work, "three");
   node_proc a{homes / "a", nullptr, {}}, m1{homes / "m1", nullptr, {}}, m2{homes / "m2", nullptr, {}}, r{homes / "r", nullptr, {}};
   a.start(work, "none");
   auto address = a.cli({"publish", site.string(), "--site", "bench"}, work)["address"].get<std::string>();
@@ -203,13 +225,14 @@ std::pair<double, double> run_outlast_three(fs::path const& work, fs::path const
   double end_to_end = std::chrono::duration<double>(clk::now() - t0).count();
   double transfer = log_span(r.proc->err(), "info sites: fetching", "info sites: mirrored");
   for (auto* n : {&a, &m1, &m2, &r}) n->stop();
+  done_with(homes);
   return {end_to_end, transfer};
 }
 
 // Publish with --no-copy: hashing the publisher's own files in place (both cores), signing and
 // announcing; nothing is copied. Seconds, as the CLI sees them.
 double run_publish_no_copy(fs::path const& work, fs::path const& site) {
-  outlast::test::temp_dir homes;
+  auto homes = fresh_dir(work, "nocopy");
   node_proc a{homes / "a", nullptr, {}};
   a.start(work, "none");
   auto t0 = clk::now();
@@ -217,6 +240,7 @@ double run_publish_no_copy(fs::path const& work, fs::path const& site) {
   double s = std::chrono::duration<double>(clk::now() - t0).count();
   if (pub.value("copied", true)) throw std::runtime_error("publish --no-copy copied the site");
   a.stop();
+  done_with(homes);
   return s;
 }
 
@@ -259,13 +283,14 @@ double run_stock(fs::path const& work, fs::path const& site, std::shared_ptr<lt:
   auto leech = stock_session();
   lt::add_torrent_params lp;
   lp.ti = ti;
-  lp.save_path = (work / "reference").string();
+  auto dest = fresh_path(work, "reference");
+  lp.save_path = dest.string();
   auto t0 = clk::now();
   auto h = leech->add_torrent(lp);
   for (auto const& seed : seeds) h.connect_peer({boost::asio::ip::make_address("127.0.0.1"), seed->listen_port()});
   while (!h.status().is_finished) std::this_thread::sleep_for(20ms);
   double s = std::chrono::duration<double>(clk::now() - t0).count();
-  fs::remove_all(work / "reference");
+  done_with(dest);
   return s;
 }
 
@@ -315,8 +340,7 @@ double run_aria2c(fs::path const& work, fs::path const& site, std::shared_ptr<lt
   loopback_tracker tracker(seed->listen_port());
   auto torrent = work / "v1.torrent";
   std::ofstream(torrent, std::ios::binary).write(raw.data(), static_cast<std::streamsize>(raw.size()));
-  auto dest = work / "aria2c";
-  fs::remove_all(dest);
+  auto dest = fresh_path(work, "aria2c");
   std::vector<std::string> args{"aria2c", "--dir=" + dest.string(), "--seed-time=0", "--enable-dht=false", "--enable-dht6=false",
                                 "--bt-enable-lpd=false", "--enable-peer-exchange=false", "--bt-tracker=" + tracker.url(),
                                 "--file-allocation=none", "--summary-interval=0", "--console-log-level=warn", "--quiet=true",
@@ -326,7 +350,7 @@ double run_aria2c(fs::path const& work, fs::path const& site, std::shared_ptr<lt
   auto t0 = clk::now();
   auto r = outlast::test::run(args, work, 3600s);
   double s = std::chrono::duration<double>(clk::now() - t0).count();
-  fs::remove_all(dest);
+  done_with(dest);
   if (r.code != 0) throw std::runtime_error("aria2c failed (scripts/install-deps.sh --bench installs it): " + r.err + r.out);
   return s;
 }
@@ -352,8 +376,7 @@ double run_openssl(fs::path const& work, fs::path const& site) {
 // The disk's floor for a durable private copy: `cp -r` of the site, then one syncfs, as publish
 // ends. Publish cannot beat this and keep its private, crash-safe snapshot of the directory.
 double run_copy_floor(fs::path const& work, fs::path const& site) {
-  auto dest = work / "copy-floor";
-  fs::remove_all(dest);
+  auto dest = fresh_path(work, "copy-floor");
   auto t0 = clk::now();
   auto r = outlast::test::run({"/bin/cp", "-r", site.string(), dest.string()}, work, 3600s);
   if (r.code != 0) throw std::runtime_error("cp failed: " + r.err);
@@ -362,7 +385,7 @@ double run_copy_floor(fs::path const& work, fs::path const& site) {
   if (fd >= 0) ::close(fd);
   if (!synced) throw std::runtime_error("syncfs failed");
   double s = std::chrono::duration<double>(clk::now() - t0).count();
-  fs::remove_all(dest);
+  done_with(dest);
   return s;
 }
 
@@ -387,6 +410,17 @@ int main(int argc, char** argv) {
   std::printf("bench_replicate: generating the %s site...\n", small ? "small" : "standard");
   auto bytes = make_site(site, small);
   double mb = bytes / 1e6;
+  // Each run leaves 12 copies of the site (two Outlast pairs' worth of nodes, four stock
+  // downloads, aria2c's, the copy floor's); a tenth more for the rest.
+  std::error_code space_ec;
+  auto space = fs::space(work.path(), space_ec);
+  double wanted = 1.1 * 12 * runs * static_cast<double>(bytes);
+  if (space_ec || static_cast<double>(space.available) < wanted) {
+    keep_all = false;
+    std::printf("bench_replicate: %.1f GB free, under the %.1f GB that keeping every run's copies takes: each goes after its run,\n"
+                "  and file creation right after deleting thousands of files may weigh on publish and the downloads\n",
+                space_ec ? 0.0 : static_cast<double>(space.available) / 1e9, wanted / 1e9);
+  }
   std::printf("bench_replicate: making the stock v2 and v1 torrents of it (not timed)...\n");
   auto ti_v2 = stock_torrent(site, lt::create_torrent::v2_only);
   std::vector<char> raw_v1;

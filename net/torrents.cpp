@@ -1,6 +1,7 @@
 #include "net/torrents.hpp"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <libtorrent/create_torrent.hpp>
 #include <libtorrent/hasher.hpp>
 #include <libtorrent/hex.hpp>
@@ -381,6 +382,12 @@ status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std
 
 }  // namespace
 
+int usable_cores() {
+  cpu_set_t set;
+  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+}
+
 result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& files, fs::path const& root, std::string const& name,
                                             std::function<void(std::int64_t, std::int64_t)> const& progress,
                                             std::atomic<bool> const* cancel, int threads) {
@@ -411,6 +418,10 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     }
     fd_guard made(::open(j.dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (made.get() < 0) return make_error(errc::io_error, "cannot write " + j.dest.string() + ": " + std::strerror(errno));
+    // Allocated up front, the runs' O_DIRECT writes overwrite blocks the file already has, which
+    // ext4 lets them do side by side (writes that allocate take the file's lock in turn).
+    if (::fallocate(made.get(), 0, 0, j.file->size) != 0 && errno == ENOSPC)
+      return make_error(errc::io_error, "cannot write " + j.dest.string() + ": " + std::strerror(errno));
     for (std::int64_t first = 0; first < n; first += run_pieces) units.push_back({&j, first, std::min(run_pieces, n - first)});
   }
   lt::create_torrent ct(fst, piece_length, lt::create_torrent::v2_only);
@@ -444,6 +455,7 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     }
   };
   std::vector<std::thread> pool;
+  if (threads <= 0) threads = std::min(8, 2 * usable_cores());
   int n = std::max(1, std::min<int>(threads, static_cast<int>(units.size())));
   for (int i = 1; i < n; ++i) pool.emplace_back(work);
   if (progress) {

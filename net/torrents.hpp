@@ -57,17 +57,21 @@ struct source_file {
 // piece. Empty for a single-file torrent. Errors: corrupt.
 result<std::map<std::string, std::string>> piece_hashes(std::string const& torrent);
 
+// The cores this process may run on (taskset, a container's cpuset), not all the machine's.
+int usable_cores();
+
 // Publishing in one pass: copies `files` under `root/name` (hard-links those with `reuse`) and
 // builds the same v2 torrent as make_torrent would of the copy, hashing each block while it is in memory between the read and
-// the write, on `threads` threads (largest first; a file over 32 pieces is shared out in runs of
-// 32). Files of a piece or more are written with O_DIRECT where the filesystem allows it. A site of one file at its top becomes a
+// the write, on `threads` threads (0: two per usable core, at most 8, so that every core hashes
+// while others wait on the disk; largest first, a file over 32 pieces shared out in runs of 32).
+// Files of a piece or more are written with O_DIRECT where the filesystem allows it. A site of one file at its top becomes a
 // single-file torrent, the file placed directly in `root`, as make_torrent does. The copy is on
 // disk (syncfs) before this returns. `progress(done, total)`: bytes copied and hashed.
 // Errors: io_error (unreadable source, disk full), invalid_argument (no files, or a file changed
 // while it was read), unavailable (cancelled).
 result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& files, std::filesystem::path const& root,
                                             std::string const& name, std::function<void(std::int64_t, std::int64_t)> const& progress,
-                                            std::atomic<bool> const* cancel = nullptr, int threads = 2);
+                                            std::atomic<bool> const* cancel = nullptr, int threads = 0);
 
 // A publisher's beacon: a one-file torrent that every node holding any of that publisher's sites
 // seeds, whatever versions it has. Its content (and so its info-hash) depends only on the key,

@@ -1,6 +1,5 @@
 #include "node/node.hpp"
 
-#include <sched.h>
 #include <unistd.h>
 
 #include <boost/asio/post.hpp>
@@ -19,13 +18,6 @@ namespace {
 constexpr std::string_view session_space = "session";
 constexpr std::string_view session_state_id = "state";
 constexpr auto state_save_interval = std::chrono::minutes(10);
-
-// The cores this process may run on (taskset, a container's cpuset), not all the machine's.
-int usable_cores() {
-  cpu_set_t set;
-  if (::sched_getaffinity(0, sizeof set, &set) == 0) return std::max(1, CPU_COUNT(&set));
-  return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-}
 }  // namespace
 
 net::http_response json_response(int status, json const& body) { return {status, "application/json", body.dump()}; }
@@ -296,7 +288,7 @@ result<std::unique_ptr<node>> node::open(node_config cfg, logger& log) {
     // a core with libtorrent's network thread and with the clients themselves. On two cores, two
     // gateway threads under 64 busy connections had a p99 latency of 6.5-7.9 ms, one thread
     // 1.2-2.9 ms; one thread serves ~125k small-file requests/s (docs/performance.md).
-    gc.threads = p->cfg.gateway_threads > 0 ? p->cfg.gateway_threads : std::max(1, usable_cores() / 4);
+    gc.threads = p->cfg.gateway_threads > 0 ? p->cfg.gateway_threads : std::max(1, net::usable_cores() / 4);
     auto gw = net::gateway::start(gc, [raw](std::string const& level, std::string const& msg) {
       raw->log.write(parse_log_level(level), "gateway", msg);
     });
