@@ -67,6 +67,34 @@ void done_with(fs::path const& p) {
   if (!keep_all) fs::remove_all(p);
 }
 
+// Microseconds to create one empty file, over 500 in a directory of their own (kept: deleting
+// them would feed the effect it looks for).
+double create_cost_us(fs::path const& dir) {
+  fs::create_directories(dir);
+  auto t0 = clk::now();
+  for (int i = 0; i < 500; ++i) std::ofstream(dir / std::to_string(i));
+  return std::chrono::duration<double, std::micro>(clk::now() - t0).count() / 500;
+}
+
+// Waits (6 minutes at most) while creating files is far slower than usual: on ext4 without a
+// journal that is the few minutes after a large delete (another bench's, a build's), and the
+// first run would time the filesystem's inode allocator instead of what it measures.
+void wait_for_quiet_filesystem(fs::path const& work) {
+  constexpr double usual_us = 50;  // ~8 us a file here when quiet, ~200 us right after a large delete
+  auto deadline = clk::now() + 6min;
+  for (int probe = 0;; ++probe) {
+    double us = create_cost_us(work / "probes" / std::to_string(probe));
+    if (us < usual_us) return;
+    if (clk::now() > deadline) {
+      std::printf("bench_replicate: creating a file still takes %.0f us; measuring anyway\n", us);
+      return;
+    }
+    std::printf("bench_replicate: creating a file takes %.0f us right now (over %.0f: a recent large delete on a journal-less ext4?);\n"
+                "  waiting for it to settle...\n", us, usual_us);
+    std::this_thread::sleep_for(15s);
+  }
+}
+
 void write_random(fs::path const& p, std::size_t size, std::uint64_t seed) {
   fs::create_directories(p.parent_path());
   std::mt19937_64 rng(seed);
@@ -421,6 +449,7 @@ int main(int argc, char** argv) {
                 "  and file creation right after deleting thousands of files may weigh on publish and the downloads\n",
                 space_ec ? 0.0 : static_cast<double>(space.available) / 1e9, wanted / 1e9);
   }
+  wait_for_quiet_filesystem(work.path());
   std::printf("bench_replicate: making the stock v2 and v1 torrents of it (not timed)...\n");
   auto ti_v2 = stock_torrent(site, lt::create_torrent::v2_only);
   std::vector<char> raw_v1;
