@@ -236,8 +236,6 @@ struct copy_unit {
 
 constexpr std::int64_t run_pieces = 32;
 
-std::int64_t pieces_of(std::int64_t size, std::int64_t piece_size) { return (size + piece_size - 1) / piece_size; }
-
 class fd_guard {
  public:
   explicit fd_guard(int fd) : m_fd(fd) {}
@@ -259,11 +257,11 @@ class fd_guard {
 
 // An unchanged file: the earlier version's copy, linked, and its hashes. False if it cannot be
 // used (gone, another size, hashes that do not fit): the caller copies the file instead.
-bool link_unchanged(copy_job& job, std::int64_t piece_size, std::atomic<std::int64_t>& done) {
+bool link_unchanged(copy_job& job, std::atomic<std::int64_t>& done) {
   auto const& f = *job.file;
   if (f.reuse.empty() || f.size <= 0) return false;
-  auto const pieces = static_cast<std::size_t>(pieces_of(f.size, piece_size));  // a file of one piece: its root
-  if (f.reuse_pieces.size() != pieces * lt::sha256_hash::size() || job.pieces.size() != pieces) return false;
+  auto const pieces = job.pieces.size();  // a file of one piece: its root
+  if (f.reuse_pieces.size() != pieces * lt::sha256_hash::size()) return false;
   std::error_code ec;
   auto st = fs::symlink_status(f.reuse, ec);
   if (ec || !fs::is_regular_file(st) || fs::file_size(f.reuse, ec) != static_cast<std::uintmax_t>(f.size) || ec) return false;
@@ -315,7 +313,7 @@ status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std
   auto const& f = *job.file;
   auto const all = static_cast<std::int64_t>(job.pieces.size());
   bool const whole = u.first == 0 && u.count == all;
-  if (whole && link_unchanged(job, piece_size, done)) return {};
+  if (whole && link_unchanged(job, done)) return {};
   auto cannot = [&](char const* what, fs::path const& path) {
     return make_error(errc::io_error, std::string("cannot ") + what + " " + path.string() + ": " + std::strerror(errno));
   };
@@ -410,7 +408,7 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
   for (auto& j : jobs) {
     fs::create_directories(j.dest.parent_path(), ec);
     if (ec) return make_error(errc::io_error, "cannot create " + j.dest.parent_path().string() + ": " + ec.message());
-    auto n = pieces_of(j.file->size, piece_length);
+    auto n = (j.file->size + piece_length - 1) / piece_length;
     j.pieces.resize(static_cast<std::size_t>(n));
     if (n <= run_pieces || !j.file->reuse.empty()) {
       units.push_back({&j, 0, n});
@@ -428,7 +426,7 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
   ct.set_creator("outlast");
 
   // Largest first, so the threads finish together.
-  auto bytes = [](copy_unit const& u) { return u.count == 0 ? 0 : std::min(u.count * piece_length, u.job->file->size - u.first * piece_length); };
+  auto bytes = [](copy_unit const& u) { return std::min(u.count * piece_length, u.job->file->size - u.first * piece_length); };
   std::stable_sort(units.begin(), units.end(), [&](auto const& a, auto const& b) { return bytes(a) > bytes(b); });
   std::atomic<std::size_t> next{0};
   std::atomic<std::int64_t> done{0};
