@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "net/detail/fetch_gate.hpp"
@@ -115,8 +116,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
     lt::torrent_handle handle;
     version_spec spec;
     std::int64_t reused = 0;
-    // Set between taking a torrent out to place files already on disk and adding it back.
+    // Set between taking a torrent out to place files already on disk and adding it back; with
+    // the pieces of the files placed from the previous version when they need no check.
     std::shared_ptr<lt::torrent_info> readd;
+    lt::typed_bitfield<lt::piece_index_t> readd_have;
     bool finished_reported = false;
   };
   std::map<info_hash2, torrent_entry> torrents;
@@ -304,33 +307,56 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (events.failed) events.failed(ih2, ok.err().message);
       return;
     }
+    detail::placement placed;
+    lt::add_torrent_params old;
     if (!e->spec.reuse_resume.empty()) {
       lt::error_code ec;
-      auto old = lt::read_resume_data({e->spec.reuse_resume.data(), static_cast<std::ptrdiff_t>(e->spec.reuse_resume.size())}, ec);
+      old = lt::read_resume_data({e->spec.reuse_resume.data(), static_cast<std::ptrdiff_t>(e->spec.reuse_resume.size())}, ec);
       if (!ec && old.ti) {
-        e->reused = detail::place_unchanged(*old.ti, e->spec.reuse_path, *ti, e->spec.save_path);
-        if (e->reused > 0) log("info", "reusing " + std::to_string(e->reused) + " bytes of unchanged files for " + to_hex(e->spec.ih2));
+        placed = detail::place_unchanged(*old.ti, e->spec.reuse_path, *ti, e->spec.save_path);
+        e->reused = placed.bytes;
       }
     }
     // Files already on disk (placed just now, or written before a crash that came before any
     // resume data held the metadata) must be checked rather than fetched again. libtorrent has
     // already checked (and found nothing) by the time this alert is handled, so the torrent goes
     // out and comes back with its metadata: the re-add checks the files, then fetches the rest.
-    bool any_on_disk = false;
+    // When the files on disk are exactly those placed from the previous version, nothing is
+    // read: they are the bytes that version verified (hard links to them), and they come back
+    // as had, with their piece layers from its resume data. Hashing them again costs as long as
+    // hashing the whole site, on every mirror, for every update.
+    std::set<lt::file_index_t> placed_files;
+    for (auto const& [file, old_file] : placed.files) placed_files.insert(file);
+    bool any_on_disk = false, only_placed = true;
     auto const& files = ti->files();
     for (auto i : files.file_range()) {
       std::error_code fec;
       if (!files.pad_file_at(i) && std::filesystem::file_size(e->spec.save_path / files.file_path(i), fec) > 0 && !fec) {
         any_on_disk = true;
-        break;
+        if (!placed_files.count(i)) only_placed = false;
       }
     }
-    if (any_on_disk) {
-      e->readd = std::make_shared<lt::torrent_info>(*ti);
-      ses->remove_torrent(h);
+    if (!any_on_disk) {
+      h.unset_flags(lt::torrent_flags::upload_mode);
       return;
     }
-    h.unset_flags(lt::torrent_flags::upload_mode);
+    e->readd = std::make_shared<lt::torrent_info>(*ti);
+    if (only_placed) {
+      auto start = detail::start_from_placed(old, *ti, placed);
+      if (start) {
+        e->readd = std::move(start->ti);
+        e->readd_have = std::move(start->have);
+        log("info", "reusing " + std::to_string(placed.bytes) + " bytes of unchanged files for " + to_hex(e->spec.ih2) +
+                        " as verified by the previous version");
+      } else {
+        log("warning", "checking the " + std::to_string(placed.bytes) + " bytes of unchanged files placed for " + to_hex(e->spec.ih2) +
+                           ": " + start.err().message);
+      }
+    } else {
+      log("info", "checking the files already on disk for " + to_hex(e->spec.ih2) + " (" + std::to_string(placed.bytes) +
+                      " bytes placed from the previous version)");
+    }
+    ses->remove_torrent(h);
   }
 
   void on_removed(lt::info_hash_t const& ih) {
@@ -342,6 +368,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     auto& e = it->second;
     lt::add_torrent_params atp;
     atp.ti = std::move(e.readd);
+    atp.have_pieces = std::move(e.readd_have);
     atp.save_path = e.spec.save_path.string();
     atp.userdata = tag_for(e.spec);
     atp.flags &= ~(lt::torrent_flags::auto_managed | lt::torrent_flags::paused | lt::torrent_flags::upload_mode);
@@ -592,7 +619,7 @@ status session::add_version(version_spec const& spec) {
   }
   auto h = p.ses->add_torrent(std::move(atp), ec);
   if (ec) return make_error(errc::io_error, "cannot add " + to_hex(spec.ih2) + ": " + ec.message());
-  p.torrents[spec.ih2] = impl::torrent_entry{h, spec, 0, nullptr, false};
+  p.torrents[spec.ih2] = impl::torrent_entry{h, spec, 0, nullptr, {}, false};
   p.connect_static_peers(h);
   if (auto st = status_of(h); st && st->is_finished) p.report_finished(h);
   return {};

@@ -79,31 +79,34 @@ result<torrent_summary> check_info(lt::torrent_info const& ti, std::int64_t max_
   return out;
 }
 
-std::int64_t place_unchanged(lt::torrent_info const& old_ti, fs::path const& old_root, lt::torrent_info const& new_ti,
-                             fs::path const& new_root) {
-  std::map<lt::sha256_hash, fs::path> have;
+placement place_unchanged(lt::torrent_info const& old_ti, fs::path const& old_root, lt::torrent_info const& new_ti,
+                          fs::path const& new_root) {
+  std::map<lt::sha256_hash, std::pair<lt::file_index_t, fs::path>> have;
   auto const& of = old_ti.files();
   for (auto i : of.file_range())
-    if (!of.pad_file_at(i) && of.file_size(i) > 0) have.emplace(of.root(i), old_root / of.file_path(i));
-  std::int64_t placed = 0;
+    if (!of.pad_file_at(i) && of.file_size(i) > 0) have.emplace(of.root(i), std::pair{i, old_root / of.file_path(i)});
+  placement out;
   auto const& nf = new_ti.files();
   for (auto i : nf.file_range()) {
     if (nf.pad_file_at(i) || nf.file_size(i) == 0) continue;
     auto it = have.find(nf.root(i));
     if (it == have.end()) continue;
+    auto const& [old_file, source] = it->second;
     auto dest = new_root / nf.file_path(i);
     std::error_code ec;
     if (fs::exists(dest, ec)) continue;
-    if (fs::file_size(it->second, ec) != static_cast<std::uintmax_t>(nf.file_size(i)) || ec) continue;
+    if (fs::file_size(source, ec) != static_cast<std::uintmax_t>(nf.file_size(i)) || ec) continue;
     fs::create_directories(dest.parent_path(), ec);
-    fs::create_hard_link(it->second, dest, ec);
+    fs::create_hard_link(source, dest, ec);
     if (ec) {
       ec.clear();
-      fs::copy_file(it->second, dest, ec);  // another filesystem: copy instead
+      fs::copy_file(source, dest, ec);  // another filesystem: copy instead
     }
-    if (!ec) placed += nf.file_size(i);
+    if (ec) continue;
+    out.bytes += nf.file_size(i);
+    out.files.push_back({i, old_file});
   }
-  return placed;
+  return out;
 }
 
 }  // namespace detail
@@ -597,9 +600,25 @@ result<std::map<std::string, std::string>> piece_hashes(std::string const& torre
 result<std::string> torrent_from_resume(std::string const& resume, info_hash2 const& expect) {
   lt::error_code ec;
   auto atp = lt::read_resume_data(lt::span<char const>(resume.data(), static_cast<std::ptrdiff_t>(resume.size())), ec);
-  if (ec || !atp.ti || !atp.ti->is_valid()) return make_error(errc::corrupt, "resume data without the version's metadata");
+  if (ec) return make_error(errc::corrupt, "resume data without the version's metadata");
+  return detail::torrent_from_resume(atp, expect);
+}
+
+result<std::int64_t> place_unchanged_files(std::string const& old_torrent, fs::path const& old_root,
+                                           std::string const& new_torrent, fs::path const& new_root) {
+  auto old_ti = parse_checked(old_torrent);
+  if (!old_ti) return old_ti.err();
+  auto new_ti = parse_checked(new_torrent);
+  if (!new_ti) return new_ti.err();
+  return detail::place_unchanged(**old_ti, old_root, **new_ti, new_root).bytes;
+}
+
+namespace detail {
+
+result<std::string> torrent_from_resume(lt::add_torrent_params const& atp, info_hash2 const& expect) {
+  if (!atp.ti || !atp.ti->is_valid()) return make_error(errc::corrupt, "resume data without the version's metadata");
   auto const& ti = *atp.ti;
-  if (!ti.info_hashes().has_v2() || detail::v2_of(ti) != expect) return make_error(errc::corrupt, "resume data of another version");
+  if (!ti.info_hashes().has_v2() || v2_of(ti) != expect) return make_error(errc::corrupt, "resume data of another version");
   auto const& files = ti.files();
   int const per_piece = ti.piece_length() / block_size;
   std::vector<lt::sha256_hash> zeros(static_cast<std::size_t>(per_piece));
@@ -652,16 +671,39 @@ result<std::string> torrent_from_resume(std::string const& resume, info_hash2 co
     if (merkle_root(std::move(layer)) != root) return make_error(errc::corrupt, "the hashes kept for " + name + " do not match its root");
     layers[std::string(root.data(), root.size())] = std::move(bytes);
   }
-  return detail::torrent_bytes(ti, std::move(layers));
+  return torrent_bytes(ti, std::move(layers));
 }
 
-result<std::int64_t> place_unchanged_files(std::string const& old_torrent, fs::path const& old_root,
-                                           std::string const& new_torrent, fs::path const& new_root) {
-  auto old_ti = parse_checked(old_torrent);
-  if (!old_ti) return old_ti.err();
-  auto new_ti = parse_checked(new_torrent);
-  if (!new_ti) return new_ti.err();
-  return detail::place_unchanged(**old_ti, old_root, **new_ti, new_root);
+result<placed_start> start_from_placed(lt::add_torrent_params const& old, lt::torrent_info const& new_ti, placement const& placed) {
+  if (!old.ti || !old.ti->info_hashes().has_v2()) return make_error(errc::corrupt, "the previous version's resume data lacks its metadata");
+  if (old.ti->piece_length() != new_ti.piece_length()) return make_error(errc::invalid_argument, "the versions' piece sizes differ");
+  // The previous version's piece layers, rebuilt from its merkle trees and checked against its
+  // roots, then parsed (and checked again) by libtorrent.
+  auto old_torrent = torrent_from_resume(old, v2_of(*old.ti));
+  if (!old_torrent) return old_torrent.err();
+  auto old_full = parse_checked(*old_torrent);
+  if (!old_full) return old_full.err();
+  auto const& nf = new_ti.files();
+  lt::entry::dictionary_type layers;
+  placed_start out;
+  out.have.resize(new_ti.num_pieces(), false);
+  for (auto [file, old_file] : placed.files) {
+    if (nf.file_size(file) > new_ti.piece_length()) {
+      auto layer = (*old_full)->piece_layer(old_file);
+      if (layer.empty()) return make_error(errc::corrupt, "the previous version holds no piece hashes for " + nf.file_path(file));
+      auto const root = nf.root(file);
+      layers[std::string(root.data(), root.size())] = std::string(layer.begin(), layer.end());
+    }
+    auto const first = nf.piece_index_at_file(file);
+    for (int p = 0; p < nf.file_num_pieces(file); ++p) out.have.set_bit(first + lt::piece_index_t::diff_type(p));
+  }
+  auto full = parse_checked(torrent_bytes(new_ti, std::move(layers)));
+  if (!full) return full.err();
+  if (v2_of(**full) != v2_of(new_ti)) return make_error(errc::corrupt, "the rebuilt torrent is another version");
+  out.ti = std::move(*full);
+  return out;
 }
+
+}  // namespace detail
 
 }  // namespace outlast::net

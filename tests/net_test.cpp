@@ -7,6 +7,7 @@
 #include <boost/asio/write.hpp>
 #include <catch2/catch.hpp>
 #include <libtorrent/add_torrent_params.hpp>
+#include <libtorrent/create_torrent.hpp>
 #include <libtorrent/read_resume_data.hpp>
 #include <libtorrent/torrent_info.hpp>
 #include <libtorrent/write_resume_data.hpp>
@@ -15,6 +16,7 @@
 
 #include "net/gateway.hpp"
 #include "net/local_http.hpp"
+#include "net/detail/torrent_checks.hpp"
 #include "net/session.hpp"
 #include "net/torrents.hpp"
 #include "tests/support/http.hpp"
@@ -296,6 +298,50 @@ TEST_CASE("torrent_from_resume: a finished fetch's resume data gives back the pu
   }(), built->ih2);
   REQUIRE(!none);
   CHECK(none.err().message.find("lacks the hashes of site/big.bin") != std::string::npos);
+
+  // The next version changes index.html and moves big.bin: big.bin is placed, and starts as had,
+  // with the piece layer this resume data holds for it; index.html must come from peers.
+  auto old_ti = std::make_shared<lt::torrent_info>(built->torrent, lt::from_span);
+  fs::create_directories(dir / "v2" / "site" / "data");
+  std::ofstream(dir / "v2" / "site" / "index.html") << "<h1>hello again</h1>\n";
+  fs::copy_file(dir / "seed" / "site" / "big.bin", dir / "v2" / "site" / "data" / "big.bin");
+  auto next = net::make_torrent(dir / "v2", "site", nullptr, nullptr);
+  REQUIRE(next);
+  lt::torrent_info next_ti(next->torrent, lt::from_span);
+  lt::torrent_info metadata_only(net::detail::torrent_bytes(next_ti), lt::from_span);  // what a peer's metadata gives
+  auto placed = net::detail::place_unchanged(*old_ti, dir / "fetch", metadata_only, dir / "follower");
+  CHECK(placed.bytes == 7 << 19);
+  REQUIRE(placed.files.size() == 1);
+  auto const& nf = next_ti.files();
+  CHECK(nf.file_path(placed.files[0].first) == "site/data/big.bin");
+  CHECK(old_ti->files().file_path(placed.files[0].second) == "site/big.bin");
+  auto start = net::detail::start_from_placed(atp, metadata_only, placed);
+  REQUIRE(start);
+  CHECK(start->ti->info_hashes().v2 == next_ti.info_hashes().v2);
+  auto big2 = placed.files[0].first;
+  CHECK(metadata_only.piece_layer(big2).empty());
+  CHECK(std::string(start->ti->piece_layer(big2).begin(), start->ti->piece_layer(big2).end()) ==
+        std::string(next_ti.piece_layer(big2).begin(), next_ti.piece_layer(big2).end()));
+  int had = 0;
+  for (auto p : next_ti.piece_range()) {
+    bool in_big = p >= nf.piece_index_at_file(big2) && p < nf.piece_index_at_file(big2) + lt::piece_index_t::diff_type(4);
+    CHECK(start->have.get_bit(p) == in_big);
+    had += start->have.get_bit(p);
+  }
+  CHECK(had == 4);
+  // Resume data that lost big.bin's hashes, or a version cut in other pieces: the files are
+  // checked instead (the caller's fallback), never taken on trust without their layer.
+  auto no_layer = net::detail::start_from_placed(lost, metadata_only, placed);
+  REQUIRE(!no_layer);
+  CHECK(no_layer.err().message.find("lacks the hashes of site/big.bin") != std::string::npos);
+  lt::file_storage coarse_files;
+  lt::add_files(coarse_files, (dir / "v2" / "site").string());
+  lt::create_torrent coarse(coarse_files, 2 << 20, lt::create_torrent::v2_only);
+  lt::set_piece_hashes(coarse, (dir / "v2").string());
+  std::vector<char> coarse_bytes;
+  lt::bencode(std::back_inserter(coarse_bytes), coarse.generate());
+  lt::torrent_info coarse_ti(coarse_bytes, lt::from_span);
+  CHECK(net::detail::start_from_placed(atp, coarse_ti, placed).err().code == errc::invalid_argument);
 }
 
 TEST_CASE("gateway: a small file outruns a slow reader's socket and still arrives whole", "[unit][net][gateway]") {

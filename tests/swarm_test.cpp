@@ -173,7 +173,8 @@ TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update th
   REQUIRE(rescued);
   CHECK(same_tree(site_dir, mirrored_files(d, address, 1)));
 
-  // The publisher returns with one changed article: every mirror fetches about that file only.
+  // The publisher returns with one changed article: every mirror fetches about that file only,
+  // and takes the others as they are: the bytes it verified for version 1, not read again.
   write_random(site_dir / "articles" / "a7.html", 64 * 1024, 4242);
   a.start({b.endpoint(), c.endpoint(), d.endpoint()});
   auto v2 = a.cli_json({"publish", site_dir.string(), "--site", "news"});
@@ -189,8 +190,28 @@ TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update th
     // peers at once; not the 4 MB site.
     CHECK(s["downloaded"].get<std::int64_t>() >= 64 * 1024);
     CHECK(s["downloaded"].get<std::int64_t>() <= 64 * 1024 + 64 * 1024);
+    CHECK(s["reused"].get<std::int64_t>() == site_bytes - 64 * 1024);
+    CHECK(n->log().find("as verified by the previous version") != std::string::npos);
+    // The .torrent it keeps, piece layers included, is the publisher's: the layers of the files
+    // it did not hash came from version 1's.
+    CHECK(torrent_hashes(kept_torrent(*n, address, 2)) == torrent_hashes(kept_torrent(a, address, 2)));
   }
-  for (auto* n : {&a, &b, &c, &d}) n->stop();
+  // A newcomer who knows only B gets version 2 from it, piece layers included (the 2 MiB image's
+  // are asked of B, which did not hash it for this version).
+  for (auto* n : {&a, &c, &d}) n->stop();
+  test::swarm_node e("e", base.path(), fast_schedules);
+  e.start({b.endpoint()});
+  REQUIRE(e.cli({"follow", address}).code == 0);
+  bool from_b = test::wait_until([&] { return has_version(e, address, 2); }, 60s);
+  INFO("b:\n" << b.log() << "\ne:\n" << e.log());
+  REQUIRE(from_b);
+  CHECK(same_tree(site_dir, mirrored_files(e, address, 2)));
+  // B restarts: the placed files stay verified (its resume data holds them), nothing refetched.
+  b.stop();
+  b.start({e.endpoint()});
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 2); }, 30s));
+  CHECK(same_tree(site_dir, mirrored_files(b, address, 2)));
+  for (auto* n : {&b, &e}) n->stop();
 }
 
 TEST_CASE("outage drill with a single mirror: a newcomer who knows only it gets the site", "[swarm]") {
