@@ -18,9 +18,11 @@
 #include <libtorrent/session_stats.hpp>
 #include <libtorrent/settings_pack.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -31,6 +33,14 @@
 namespace outlast::net {
 
 namespace {
+
+// "1.2.3.4:80" or "[::1]:80", as `listen` shows endpoints.
+std::string endpoint_text(boost::asio::ip::address const& address, int port) {
+  std::ostringstream ep;
+  if (address.is_v6()) ep << '[' << address.to_string() << "]:" << port;
+  else ep << address.to_string() << ':' << port;
+  return ep.str();
+}
 
 // Our 0 ("none") as libtorrent's "unlimited".
 int lt_rate(int bytes_per_s) { return bytes_per_s > 0 ? bytes_per_s : -1; }
@@ -121,6 +131,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
     std::shared_ptr<lt::torrent_info> readd;
     lt::typed_bitfield<lt::piece_index_t> readd_have;
     bool finished_reported = false;
+    // A beacon's next own DHT lookup for peers (see find_beacon_peers).
+    std::chrono::steady_clock::time_point next_peer_lookup{};
+    // A fetch that cannot progress: since when (or its last nudge), and the wait before the
+    // next (see nudge_stuck_fetches).
+    std::optional<std::chrono::steady_clock::time_point> stuck_since;
+    std::chrono::seconds nudge_after{5};
   };
   std::map<info_hash2, torrent_entry> torrents;
   std::shared_ptr<detail::push_plugin> push;  // null when push is off
@@ -186,7 +202,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     p.set_int(lt::settings_pack::upload_rate_limit, cfg.upload_rate_limit);
     p.set_int(lt::settings_pack::download_rate_limit, cfg.download_rate_limit);
     p.set_int(lt::settings_pack::alert_mask, static_cast<int>(
-        lt::alert_category::error | lt::alert_category::status | lt::alert_category::dht |
+        lt::alert_category::error | lt::alert_category::status | lt::alert_category::dht | lt::alert_category::dht_operation |
         lt::alert_category::port_mapping | lt::alert_category::storage | lt::alert_category::file_progress |
         (debug_alerts ? lt::alert_category::peer | lt::alert_category::connect | lt::alert_category::dht_operation
                       : lt::alert_category_t{})));
@@ -212,11 +228,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
   void handle(lt::alert* a) {
     if (auto* l = lt::alert_cast<lt::listen_succeeded_alert>(a)) {
       if (l->socket_type == lt::socket_type_t::tcp) {
-        std::ostringstream ep;
-        if (l->address.is_v6()) ep << '[' << l->address.to_string() << "]:" << l->port;
-        else ep << l->address.to_string() << ':' << l->port;
-        cached.listen.push_back(ep.str());
-        log("info", "listening on " + ep.str());
+        auto ep = endpoint_text(l->address, l->port);
+        cached.listen.push_back(ep);
+        log("info", "listening on " + ep);
       }
       if (!dht_enabled) enable_dht();
     } else if (auto* f = lt::alert_cast<lt::listen_failed_alert>(a)) {
@@ -256,6 +270,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
       log("warning", hf->message() + " (the sender is banned if it keeps sending bad data)");
     } else if (lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
       if (outstanding_resume > 0) --outstanding_resume;
+    } else if (auto* gp = lt::alert_cast<lt::dht_get_peers_reply_alert>(a)) {
+      on_beacon_peers(gp->info_hash, gp->peers());
     } else if (lt::alert_cast<lt::dht_put_alert>(a)) {
       log("debug", a->message());
     } else if (debug_alerts && (lt::alert_cast<lt::peer_connect_alert>(a) || lt::alert_cast<lt::peer_disconnected_alert>(a) ||
@@ -399,23 +415,83 @@ struct session::impl : std::enable_shared_from_this<impl> {
     for (auto const& ep : static_peers) h.connect_peer(ep);
   }
 
-  // A torrent that is still fetching and has no peers asks the DHT again (libtorrent would wait
-  // for its 15-minute announce interval) and retries the static peers.
-  void nudge_lonely_torrents() {
+  // A fetch that is stuck asks the DHT again (libtorrent would wait for its 15-minute announce
+  // interval) and retries the static peers: one with no peers, and one whose peers cannot help
+  // it, which is the common case when a new version's pointer arrives by push before its
+  // seeds' announces reached the DHT: the other mirrors, fetching too and holding nothing,
+  // answer the first lookup, and their connections (kept open by the fetch gate) would hide the
+  // seeds until the next interval. Stuck means: no peers, no metadata yet, or no seed connected
+  // and nothing arriving. It asks after 5 s, then at doubling intervals up to 5 minutes.
+  void nudge_stuck_fetches() {
     auto now = std::chrono::steady_clock::now();
-    if (now - last_announce < std::chrono::seconds(5)) return;
+    if (now - last_announce < std::chrono::seconds(1)) return;
     last_announce = now;
     for (auto& [ih, e] : torrents) {
       if (e.finished_reported) continue;  // a seed: no status round trip for it
       auto maybe = status_of(e.handle);
       if (!maybe) continue;
       auto const& st = *maybe;
-      if (st.is_finished || st.num_peers > 0) continue;
-      log("debug", "no peers yet for " + to_hex(ih) + " (state " + std::to_string(static_cast<int>(st.state)) + ", flags " +
-                       std::to_string(static_cast<std::uint64_t>(st.flags)) + ", metadata " + (st.has_metadata ? "yes" : "no") +
-                       (st.errc ? ", error " + st.errc.message() : "") + "): asking the DHT again");
+      bool const stuck = !st.is_finished && (st.num_peers == 0 || !st.has_metadata || (st.num_seeds == 0 && st.download_payload_rate == 0));
+      if (!stuck) {
+        e.stuck_since.reset();
+        continue;
+      }
+      if (!e.stuck_since) {
+        e.stuck_since = now;
+        e.nudge_after = std::chrono::seconds(5);
+      }
+      if (now - *e.stuck_since < e.nudge_after) continue;
+      e.nudge_after = std::min<std::chrono::seconds>(e.nudge_after * 2, std::chrono::minutes(5));
+      e.stuck_since = now;
+      log("debug", "fetch of " + to_hex(ih) + " stuck (" + std::to_string(st.num_peers) + " peers, " + std::to_string(st.num_seeds) +
+                       " seeds, metadata " + (st.has_metadata ? "yes" : "no") + (st.errc ? ", error " + st.errc.message() : "") +
+                       "): asking the DHT again");
       e.handle.force_dht_announce();
       connect_static_peers(e.handle);
+    }
+  }
+
+  // Every node of a publisher's beacon swarm is a seed of it, and libtorrent announces a seed's
+  // torrents to the DHT as seeds and asks for peers with "noseed" (BEP 33): seeds never learn of
+  // each other there, and two mirrors that know each other only through the DHT never connect
+  // on the beacon, so push never reaches them. Each beacon therefore asks the DHT for all its
+  // peers itself (seeds included) and connects to some: when added, then every minute while it
+  // has fewer than `beacon_peers` connections, every 15 minutes after that. Push floods over
+  // whatever connections there are, so a few per node keep the publisher's nodes in one piece.
+  static constexpr int beacon_peers = 8;
+  std::minstd_rand rng{std::random_device{}()};
+
+  static lt::sha1_hash dht_key(info_hash2 const& ih2) {  // how libtorrent names a v2 torrent in the DHT
+    return lt::sha1_hash(reinterpret_cast<char const*>(ih2.data()));
+  }
+
+  void find_beacon_peers() {
+    if (!dht_ready_reported) return;
+    auto now = std::chrono::steady_clock::now();
+    for (auto& [ih, e] : torrents) {
+      if (!e.spec.push_publisher || now < e.next_peer_lookup || !e.handle.is_valid()) continue;
+      auto st = status_of(e.handle);
+      int const peers = st ? st->num_peers : 0;
+      e.next_peer_lookup = now + (peers < beacon_peers ? std::chrono::minutes(1) : std::chrono::minutes(15));
+      ses->dht_get_peers(dht_key(ih));
+    }
+  }
+
+  void on_beacon_peers(lt::sha1_hash const& key, std::vector<lt::tcp::endpoint> found) {
+    for (auto& [ih, e] : torrents) {
+      if (!e.spec.push_publisher || dht_key(ih) != key || !e.handle.is_valid()) continue;
+      auto st = status_of(e.handle);
+      int room = beacon_peers - (st ? st->num_peers : 0);
+      std::shuffle(found.begin(), found.end(), rng);
+      int connected = 0;
+      for (auto const& ep : found) {
+        if (connected >= room) break;
+        if (std::find(cached.listen.begin(), cached.listen.end(), endpoint_text(ep.address(), ep.port())) != cached.listen.end())
+          continue;  // ourselves
+        e.handle.connect_peer(ep);
+        ++connected;
+      }
+      log("debug", "beacon " + to_hex(ih) + ": " + std::to_string(found.size()) + " peers in the DHT, connecting to " + std::to_string(connected));
     }
   }
 
@@ -476,7 +552,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
     }
     ses->post_session_stats();
     check_dht_ready();
-    nudge_lonely_torrents();
+    nudge_stuck_fetches();
+    find_beacon_peers();
     // Until the DHT has its first node, its figures are read every 100 ms (for 10 s): a follow
     // made right after start waits on it, and at one read a second it learned of the node about
     // 2 s late (a figure is a tick old when it is read).
@@ -619,7 +696,9 @@ status session::add_version(version_spec const& spec) {
   }
   auto h = p.ses->add_torrent(std::move(atp), ec);
   if (ec) return make_error(errc::io_error, "cannot add " + to_hex(spec.ih2) + ": " + ec.message());
-  p.torrents[spec.ih2] = impl::torrent_entry{h, spec, 0, nullptr, {}, false};
+  auto& entry = p.torrents[spec.ih2];
+  entry.handle = h;
+  entry.spec = spec;
   p.connect_static_peers(h);
   if (auto st = status_of(h); st && st->is_finished) p.report_finished(h);
   return {};

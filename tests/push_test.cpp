@@ -165,6 +165,46 @@ TEST_CASE("a notice reaches all of 6 nodes in a chain, each knowing only its nei
   CHECK(node_status(l[0])["refused"]["rollbacks_and_forks"] == 0);
 }
 
+TEST_CASE("mirrors that know each other only through the DHT meet on the beacon; a notice and a version arrive by push",
+          "[swarm][push]") {
+  // No static peers: the DHT is how they find the pointer, the version's seeds and each other.
+  // Every node is a seed of the beacon, and libtorrent's own lookups skip seeds, so without the
+  // node's own beacon lookups no push connection ever forms here (and the 10-minute poll would
+  // be the only way news travels).
+  test::temp_dir base;
+  make_site(base / "site");
+  test::swarm_node a("a", base.path()), b("b", base.path()), c("c", base.path());
+  a.start({});
+  b.start({a.endpoint()});
+  c.start({a.endpoint()});
+  auto published = a.cli_json({"publish", (base / "site").string(), "--site", "news"});
+  auto address = published["address"].get<std::string>();
+  auto key = address.substr(0, address.find('/'));
+  for (auto* n : {&b, &c}) REQUIRE(n->cli({"follow", address}).code == 0);
+  bool mirrored = test::wait_until([&] { return complete(b, address, 1) && complete(c, address, 1); }, 60s);
+  INFO("b:\n" << b.log() << "\nc:\n" << c.log());
+  REQUIRE(mirrored);
+  // Each mirror connects to the others' beacons: a has two push peers, b and c two each.
+  bool meshed = test::wait_until([&] {
+    for (auto* n : {&a, &b, &c})
+      if (node_status(*n)["push"]["peers"].get<int>() < 2) return false;
+    return true;
+  }, 20s);
+  INFO("a push: " << node_status(a)["push"].dump() << "\nb push: " << node_status(b)["push"].dump() << "\nc push: "
+                  << node_status(c)["push"].dump());
+  REQUIRE(meshed);
+  REQUIRE(a.cli({"notice", "post", "Found through the DHT", "--severity", "critical"}).code == 0);
+  bool noticed = test::wait_until([&] { return has_notice(b, "Found through the DHT") && has_notice(c, "Found through the DHT"); }, 10s);
+  REQUIRE(noticed);
+  for (auto* n : {&b, &c}) CHECK(record(*n, key, ".notice")["via"].get<std::string>().rfind("push from", 0) == 0);
+  std::ofstream(base / "site" / "index.html") << "<!doctype html><title>News</title><h1>Second edition</h1>\n";
+  REQUIRE(a.cli_json({"publish", (base / "site").string(), "--site", "news"})["version"] == 2);
+  bool updated = test::wait_until([&] { return complete(b, address, 2) && complete(c, address, 2); }, 30s);
+  REQUIRE(updated);
+  for (auto* n : {&b, &c}) CHECK(record(*n, key, "news")["via"].get<std::string>().rfind("push from", 0) == 0);
+  for (auto* n : {&a, &b, &c}) n->stop();
+}
+
 TEST_CASE("a new version reaches a connected follower by push, not by polling", "[swarm][push]") {
   line l(2);
   std::ofstream(l.base / "site" / "index.html") << "<!doctype html><title>News</title><h1>Second edition</h1>\n";
