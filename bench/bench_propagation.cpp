@@ -1,7 +1,8 @@
 // bench_propagation: how fast a notice and a new version reach every mirror. One publisher and
 // N followers (default 20) on loopback, each follower knowing 3-4 others as static peers and the
-// publisher known to 2, all in one private DHT. Measured twice: with push (the default) and with
-// push switched off (DHT polling alone, at the poll interval given).
+// publisher known to 2, all in one private DHT. Measured three times: with push (the default),
+// with push and no static peers (the nodes find each other through the DHT alone, as users'
+// nodes do), and with push switched off (DHT polling alone, at the poll interval given).
 //
 //   bench_propagation OUTLAST_BINARY [--nodes N] [--notices N] [--updates N]
 //                     [--dht-rounds N] [--dht-poll SECONDS]
@@ -116,7 +117,9 @@ std::optional<double> wait_all(std::vector<node_proc> const& followers, std::str
   return std::nullopt;
 }
 
-figures run_mode(bool push, int n_nodes, int notices, int updates, int poll_s) {
+// `static_peers` false: the followers know only the publisher as their DHT bootstrap node, and
+// find the publisher's other nodes (push connections included) through the DHT, as users do.
+figures run_mode(bool push, bool static_peers, int n_nodes, int notices, int updates, int poll_s) {
   outlast::test::temp_dir base;
   auto site = base / "site";
   fs::create_directories(site);
@@ -145,12 +148,15 @@ figures run_mode(bool push, int n_nodes, int notices, int updates, int poll_s) {
     std::set<int> peers;
     int want = 3 + static_cast<int>(rng() % 2);
     while (static_cast<int>(peers.size()) < std::min(want, i)) peers.insert(static_cast<int>(rng() % static_cast<unsigned>(i)));
-    if (i < 2) fl.insert(fl.end(), {"--peer", pub.endpoint});
-    for (int p : peers) fl.insert(fl.end(), {"--peer", followers[static_cast<std::size_t>(p)].endpoint});
+    if (static_peers) {
+      if (i < 2) fl.insert(fl.end(), {"--peer", pub.endpoint});
+      for (int p : peers) fl.insert(fl.end(), {"--peer", followers[static_cast<std::size_t>(p)].endpoint});
+    }
     f.start(base.path(), fl);
     f.control("POST", "/v1/follow", json{{"address", address}}.dump());
   }
-  std::printf("  %s: %d followers started, waiting for the site everywhere...\n", push ? "push" : "DHT only", n_nodes);
+  std::printf("  %s: %d followers started, waiting for the site everywhere...\n",
+              !push ? "DHT only" : static_peers ? "push" : "push, peers from the DHT", n_nodes);
   std::fflush(stdout);
   auto deadline = clk::now() + 180s;
   for (auto& f : followers) {
@@ -220,21 +226,30 @@ int main(int argc, char** argv) {
   std::printf("bench_propagation: 1 publisher, %d followers on loopback, 3-4 static peers each\n", nodes);
   try {
     if (std::getenv("BENCH_DHT_ONLY")) {  // for investigating the DHT-only path alone
-      auto d = run_mode(false, nodes, dht_rounds, dht_rounds, dht_poll);
+      auto d = run_mode(false, true, nodes, dht_rounds, dht_rounds, dht_poll);
       std::printf("DHT only: notice p50 %.0f ms, update p50 %.0f ms, missed %d\n", percentile(d.notice_last, 0.5),
                   percentile(d.update_last, 0.5), d.missed);
       return 0;
     }
-    auto p = run_mode(true, nodes, notices, updates, 600);
+    auto p = run_mode(true, true, nodes, notices, updates, 600);
     std::printf("  push: notice p50 %.1f ms p99 %.1f ms; new version p50 %.1f ms p99 %.1f ms\n", percentile(p.notice_last, 0.5),
                 percentile(p.notice_last, 0.99), percentile(p.update_last, 0.5), percentile(p.update_last, 0.99));
     std::fflush(stdout);
-    auto d = run_mode(false, nodes, dht_rounds, dht_rounds, dht_poll);
+    auto q = run_mode(true, false, nodes, notices, updates, 600);
+    std::printf("  push, peers from the DHT: notice p50 %.1f ms p99 %.1f ms; new version p50 %.1f ms p99 %.1f ms\n",
+                percentile(q.notice_last, 0.5), percentile(q.notice_last, 0.99), percentile(q.update_last, 0.5),
+                percentile(q.update_last, 0.99));
+    std::fflush(stdout);
+    auto d = run_mode(false, true, nodes, dht_rounds, dht_rounds, dht_poll);
     std::printf("\n%-44s %8s %10s %10s %10s\n", "workload (time until the last node has it)", "samples", "p50 ms", "p99 ms", "missed");
     std::printf("%-44s %8zu %10.1f %10.1f %10d\n", "notice, push", p.notice_last.size(), percentile(p.notice_last, 0.5),
                 percentile(p.notice_last, 0.99), p.missed);
     std::printf("%-44s %8zu %10.1f %10.1f\n", "new version pointer, push", p.update_last.size(), percentile(p.update_last, 0.5),
                 percentile(p.update_last, 0.99));
+    std::printf("%-44s %8zu %10.1f %10.1f %10d\n", "notice, push, peers from the DHT", q.notice_last.size(),
+                percentile(q.notice_last, 0.5), percentile(q.notice_last, 0.99), q.missed);
+    std::printf("%-44s %8zu %10.1f %10.1f\n", "new version pointer, push, peers from DHT", q.update_last.size(),
+                percentile(q.update_last, 0.5), percentile(q.update_last, 0.99));
     char label[80];
     std::snprintf(label, sizeof label, "notice, DHT only (poll every %d s)", dht_poll);
     std::printf("%-44s %8zu %10.1f %10.1f %10d\n", label, d.notice_last.size(), percentile(d.notice_last, 0.5),
@@ -258,14 +273,19 @@ int main(int argc, char** argv) {
                 "ms", "DHT only, poll " + std::to_string(dht_poll) + " s", false, "<= 100 ms");
     summary_row("propagation", "new version, push, p99, " + nodes_text, percentile(p.update_last, 0.99), percentile(d.update_last, 0.99),
                 "ms", "DHT only, poll " + std::to_string(dht_poll) + " s", false, "<= 500 ms");
+    summary_row("propagation", "notice, push, peers from DHT, p50", percentile(q.notice_last, 0.5), percentile(d.notice_last, 0.5), "ms",
+                "DHT only, poll " + std::to_string(dht_poll) + " s", false, "<= 100 ms");
+    summary_row("propagation", "new version, push, peers from DHT, p50", percentile(q.update_last, 0.5), percentile(d.update_last, 0.5),
+                "ms", "DHT only, poll " + std::to_string(dht_poll) + " s", false, "<= 100 ms");
     fs::create_directories("bench/results");
     std::ofstream("bench/results/propagation.jsonl", std::ios::app)
         << json{{"workload", "propagation"}, {"nodes", nodes}, {"notice_push_p50_ms", percentile(p.notice_last, 0.5)},
                 {"notice_push_p99_ms", percentile(p.notice_last, 0.99)}, {"update_push_p50_ms", percentile(p.update_last, 0.5)},
                 {"update_push_p99_ms", percentile(p.update_last, 0.99)}, {"notice_dht_p50_ms", percentile(d.notice_last, 0.5)},
-                {"update_dht_p50_ms", percentile(d.update_last, 0.5)}, {"dht_poll_s", dht_poll}}.dump()
+                {"update_dht_p50_ms", percentile(d.update_last, 0.5)}, {"dht_poll_s", dht_poll},
+                {"notice_push_dht_peers_p50_ms", percentile(q.notice_last, 0.5)}, {"update_push_dht_peers_p50_ms", percentile(q.update_last, 0.5)}}.dump()
         << "\n";
-    return p.missed == 0 ? 0 : 1;
+    return p.missed == 0 && q.missed == 0 ? 0 : 1;
   } catch (std::exception const& e) {
     std::fprintf(stderr, "bench_propagation: %s\n", e.what());
     return 1;
