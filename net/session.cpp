@@ -205,8 +205,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     p.set_int(lt::settings_pack::alert_mask, static_cast<int>(
         lt::alert_category::error | lt::alert_category::status | lt::alert_category::dht | lt::alert_category::dht_operation |
         lt::alert_category::port_mapping | lt::alert_category::storage | lt::alert_category::file_progress |
-        (debug_alerts ? lt::alert_category::peer | lt::alert_category::connect | lt::alert_category::dht_operation
-                      : lt::alert_category_t{})));
+        (debug_alerts ? lt::alert_category::peer | lt::alert_category::connect : lt::alert_category_t{})));
     if (cfg.local_swarm) {
       p.set_bool(lt::settings_pack::dht_restrict_routing_ips, false);
       p.set_bool(lt::settings_pack::dht_restrict_search_ips, false);
