@@ -95,6 +95,16 @@ void wait_for_quiet_filesystem(fs::path const& work) {
   }
 }
 
+// Writes back every dirty page of the filesystem (not timed), before each timed step: otherwise
+// a step inherits the write-back of the one before (a follower's 941 MB download, the site just
+// generated) and, when it ends with syncfs as publish does, pays for it.
+void flush_disk(fs::path const& work) {
+  int fd = ::open(work.c_str(), O_RDONLY | O_DIRECTORY);
+  bool synced = fd >= 0 && ::syncfs(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!synced) throw std::runtime_error("syncfs failed");
+}
+
 void write_random(fs::path const& p, std::size_t size, std::uint64_t seed) {
   fs::create_directories(p.parent_path());
   std::mt19937_64 rng(seed);
@@ -192,6 +202,7 @@ outlast_run run_outlast(fs::path const& work, fs::path const& site, std::int64_t
   node_proc a{homes / "a", nullptr, {}}, b{homes / "b", nullptr, {}};
   a.start(work, "none");
   b.start(work, a.endpoint);
+  flush_disk(work);
   auto t0 = clk::now();
   auto pub = a.cli({"publish", site.string(), "--site", "bench"}, work);
   double publish_s = std::chrono::duration<double>(clk::now() - t0).count();
@@ -210,6 +221,7 @@ outlast_run run_outlast(fs::path const& work, fs::path const& site, std::int64_t
   double transfer_s = log_span(b.proc->err(), "info sites: fetching", "info sites: mirrored");
   // Update: one 20 KB page changes.
   write_random(site / "pages" / "0" / "p7.html", static_cast<std::size_t>(changed_size), 777);
+  flush_disk(work);
   auto t2 = clk::now();
   a.cli({"publish", site.string(), "--site", "bench"}, work);
   auto s = wait_version(2);
@@ -247,6 +259,7 @@ std::pair<double, double> run_outlast_three(fs::path const& work, fs::path const
   complete(m1);
   complete(m2);
   r.start(work, a.endpoint);
+  flush_disk(work);
   auto t0 = clk::now();
   r.cli({"follow", address}, work);
   complete(r);
@@ -263,6 +276,7 @@ double run_publish_no_copy(fs::path const& work, fs::path const& site) {
   auto homes = fresh_dir(work, "nocopy");
   node_proc a{homes / "a", nullptr, {}};
   a.start(work, "none");
+  flush_disk(work);
   auto t0 = clk::now();
   auto pub = a.cli({"publish", site.string(), "--site", "bench", "--no-copy"}, work);
   double s = std::chrono::duration<double>(clk::now() - t0).count();
@@ -313,6 +327,7 @@ double run_stock(fs::path const& work, fs::path const& site, std::shared_ptr<lt:
   lp.ti = ti;
   auto dest = fresh_path(work, "reference");
   lp.save_path = dest.string();
+  flush_disk(work);
   auto t0 = clk::now();
   auto h = leech->add_torrent(lp);
   for (auto const& seed : seeds) h.connect_peer({boost::asio::ip::make_address("127.0.0.1"), seed->listen_port()});
@@ -375,6 +390,7 @@ double run_aria2c(fs::path const& work, fs::path const& site, std::shared_ptr<lt
                                 "--follow-torrent=false", torrent.string()};
   for (auto const* dir : {"/usr/bin", "/usr/local/bin"})
     if (fs::exists(fs::path(dir) / "aria2c")) args[0] = (fs::path(dir) / "aria2c").string();
+  flush_disk(work);
   auto t0 = clk::now();
   auto r = outlast::test::run(args, work, 3600s);
   double s = std::chrono::duration<double>(clk::now() - t0).count();
@@ -395,6 +411,7 @@ double run_openssl(fs::path const& work, fs::path const& site) {
   std::vector<std::string> args{openssl_path, "dgst", "-sha256"};
   for (auto const& e : fs::recursive_directory_iterator(site))
     if (e.is_regular_file()) args.push_back(e.path().string());
+  flush_disk(work);
   auto t0 = clk::now();
   auto r = outlast::test::run(args, work, 3600s);
   if (r.code != 0) throw std::runtime_error("openssl failed (scripts/install-deps.sh --bench installs it): " + r.err);
@@ -405,6 +422,7 @@ double run_openssl(fs::path const& work, fs::path const& site) {
 // as publish ends. Publish writes its larger files with O_DIRECT instead, past the page cache.
 double run_copy_floor(fs::path const& work, fs::path const& site) {
   auto dest = fresh_path(work, "copy-floor");
+  flush_disk(work);
   auto t0 = clk::now();
   auto r = outlast::test::run({"/bin/cp", "-r", site.string(), dest.string()}, work, 3600s);
   if (r.code != 0) throw std::runtime_error("cp failed: " + r.err);
@@ -521,7 +539,8 @@ int main(int argc, char** argv) {
               " compared with `openssl dgst -sha256` over the same files in one process, the single-core hashing floor\n"
               " (target <= 1.0), and with `cp -r` + syncfs, a durable copy made through the page cache (publish writes\n"
               " its files of 1 MiB or more with O_DIRECT, so it can beat this);\n"
-              " publish --no-copy seeds the directory itself: hashing on both cores, nothing copied.\n"
+              " publish --no-copy seeds the directory itself: hashing on both cores, nothing copied. Every timed step\n"
+              " starts with the filesystem's dirty pages written back (syncfs, not timed), so none pays for the one before.\n"
               " A changed 20 KB file moves 32 KiB: libtorrent 2.0 requests the block that ends a file whole, padding included.)\n",
               runs, LIBTORRENT_VERSION);
   using outlast::bench::summary_row;
