@@ -112,6 +112,19 @@ bool has_version(test::swarm_node const& n, std::string const& address, std::int
   return !s.is_null() && s["version"].get<std::int64_t>() >= version && s["complete"].get<bool>();
 }
 
+// A newcomer `n`, started knowing only `known`, follows `address` and gets `version` whole: the
+// files of `site_dir`, byte for byte. `source` is the node it should get them from (its log is
+// shown on failure).
+void newcomer_gets(test::swarm_node& n, std::vector<std::string> const& known, test::swarm_node const& source, std::string const& address,
+                   std::int64_t version, fs::path const& site_dir) {
+  n.start(known);
+  REQUIRE(n.cli({"follow", address}).code == 0);
+  bool got = test::wait_until([&] { return has_version(n, address, version); }, 60s);
+  INFO(source.name() << ":\n" << source.log() << "\n" << n.name() << ":\n" << n.log());
+  REQUIRE(got);
+  CHECK(same_tree(site_dir, mirrored_files(n, address, version)));
+}
+
 std::vector<std::string> const fast_schedules = {"--poll-interval", "1", "--republish-interval", "1", "--resume-interval", "1"};
 
 // fast_schedules, and `endpoint` as a static peer.
@@ -166,12 +179,7 @@ TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update th
   REQUIRE(test::wait_until([&] { return reannounced(b) && reannounced(c); }, 20s));
 
   // A newcomer who only knows the mirrors gets the whole site from them.
-  d.start({b.endpoint(), c.endpoint()});
-  REQUIRE(d.cli({"follow", address}).code == 0);
-  bool rescued = test::wait_until([&] { return has_version(d, address, 1); }, 60s);
-  INFO("d:\n" << d.log());
-  REQUIRE(rescued);
-  CHECK(same_tree(site_dir, mirrored_files(d, address, 1)));
+  newcomer_gets(d, {b.endpoint(), c.endpoint()}, b, address, 1, site_dir);
 
   // The publisher returns with one changed article: every mirror fetches about that file only,
   // and takes the others as they are: the bytes it verified for version 1, not read again.
@@ -200,12 +208,7 @@ TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update th
   // are asked of B, which did not hash it for this version).
   for (auto* n : {&a, &c, &d}) n->stop();
   test::swarm_node e("e", base.path(), fast_schedules);
-  e.start({b.endpoint()});
-  REQUIRE(e.cli({"follow", address}).code == 0);
-  bool from_b = test::wait_until([&] { return has_version(e, address, 2); }, 60s);
-  INFO("b:\n" << b.log() << "\ne:\n" << e.log());
-  REQUIRE(from_b);
-  CHECK(same_tree(site_dir, mirrored_files(e, address, 2)));
+  newcomer_gets(e, {b.endpoint()}, b, address, 2, site_dir);
   // B restarts: the placed files stay verified (its resume data holds them), nothing refetched.
   b.stop();
   b.start({e.endpoint()});
@@ -225,12 +228,7 @@ TEST_CASE("outage drill with a single mirror: a newcomer who knows only it gets 
   REQUIRE(b.cli({"follow", address}).code == 0);
   REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 60s));
   a.stop();
-  d.start({b.endpoint()});
-  REQUIRE(d.cli({"follow", address}).code == 0);
-  bool rescued = test::wait_until([&] { return has_version(d, address, 1); }, 60s);
-  INFO("b:\n" << b.log() << "\nd:\n" << d.log());
-  REQUIRE(rescued);
-  CHECK(same_tree(site_dir, mirrored_files(d, address, 1)));
+  newcomer_gets(d, {b.endpoint()}, b, address, 1, site_dir);
   b.stop();
   d.stop();
 }
