@@ -9,8 +9,11 @@
 #include <libtorrent/add_torrent_params.hpp>
 #include <libtorrent/create_torrent.hpp>
 #include <libtorrent/read_resume_data.hpp>
+#include <libtorrent/settings_pack.hpp>
+#include <libtorrent/session.hpp>
 #include <libtorrent/torrent_info.hpp>
 #include <libtorrent/write_resume_data.hpp>
+#include <array>
 #include <fstream>
 #include <thread>
 
@@ -229,6 +232,86 @@ TEST_CASE("session: a fetch keeps its connection to the seed through the metadat
   REQUIRE(ok);
   CHECK(before.find("upload to upload connection") == std::string::npos);
   CHECK(before.find("uninteresting upload-only peer") == std::string::npos);
+}
+
+TEST_CASE("session: fetches whose only peers are each other ask the DHT again, and find a seed that came after them",
+          "[swarm][net]") {
+  // Two fetches find each other in the DHT and nothing else: no metadata, no seed. The seed is a
+  // plain libtorrent session that announces itself by hand and looks for nobody (libtorrent's
+  // DHT off for its torrent), and only after both fetches have asked the DHT again once (past
+  // libtorrent's own early re-announce): only their next lookup can bring them to it. A fetch
+  // with any peer used not to ask again, and waited for libtorrent's 15-minute announce (seen
+  // when a new version's pointer came by push before its seed's announce reached the DHT).
+  test::temp_dir dir;
+  fs::create_directories(dir / "seed" / "site");
+  std::ofstream(dir / "seed" / "site" / "index.html") << "<h1>late seed</h1>\n";
+  std::ofstream(dir / "seed" / "site" / "b.txt") << std::string(100000, 'b');
+  auto built = net::make_torrent(dir / "seed", "site", nullptr, nullptr);
+  REQUIRE(built);
+
+  boost::asio::io_context ioc;
+  auto hub = net::session::start(ioc, loopback_config(), std::nullopt, quiet);  // the DHT's first node
+  REQUIRE(hub);
+  REQUIRE(test::run_until(ioc, [&] { return !(*hub)->stats().listen.empty() && (*hub)->stats().dht_running; }, 10s));
+  auto hub_listen = (*hub)->stats().listen.front();
+  std::vector<std::unique_ptr<net::session>> fetches;
+  std::array<int, 2> asked_again{};
+  for (int i = 0; i < 2; ++i) {
+    auto cfg = loopback_config();
+    cfg.bootstrap = {hub_listen};
+    cfg.push = false;
+    auto f = net::session::start(ioc, cfg, std::nullopt, [&asked_again, i](std::string const&, std::string const& m) {
+      if (m.find("asking the DHT again") != std::string::npos) ++asked_again[static_cast<std::size_t>(i)];
+    });
+    REQUIRE(f);
+    REQUIRE(test::run_until(ioc, [&] { return (*f)->stats().dht_nodes >= 1; }, 20s));
+    fetch(ioc, **f, {}, *built, dir / ("fetch" + std::to_string(i)));
+    fetches.push_back(std::move(*f));
+  }
+  auto state = [&](net::session const& f) {
+    auto all = f.version_states();
+    auto it = all.find(built->ih2);
+    return it == all.end() ? net::torrent_state{} : it->second;
+  };
+  REQUIRE(test::run_until(ioc, [&] { return state(*fetches[0]).peers >= 1 && state(*fetches[1]).peers >= 1; }, 20s));
+  REQUIRE(test::run_until(ioc, [&] { return asked_again[0] >= 1 && asked_again[1] >= 1; }, 20s));
+  CHECK_FALSE(state(*fetches[0]).has_metadata);
+  CHECK(state(*fetches[0]).peers >= 1);  // stuck with a peer, not alone
+
+  lt::settings_pack sp;
+  sp.set_str(lt::settings_pack::listen_interfaces, "127.0.0.1:0");
+  sp.set_str(lt::settings_pack::dht_bootstrap_nodes, hub_listen);
+  sp.set_bool(lt::settings_pack::enable_dht, true);
+  sp.set_bool(lt::settings_pack::enable_lsd, false);
+  sp.set_bool(lt::settings_pack::enable_upnp, false);
+  sp.set_bool(lt::settings_pack::enable_natpmp, false);
+  sp.set_bool(lt::settings_pack::dht_restrict_routing_ips, false);
+  sp.set_bool(lt::settings_pack::dht_restrict_search_ips, false);
+  sp.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
+  // A fetch with metadata stays in upload mode until it is checked and would look redundant to
+  // this seed (an Outlast seed keeps such connections: net/detail/fetch_gate.hpp).
+  sp.set_bool(lt::settings_pack::close_redundant_connections, false);
+  lt::session seed(std::move(sp));
+  lt::add_torrent_params atp;
+  atp.ti = std::make_shared<lt::torrent_info>(built->torrent, lt::from_span);
+  atp.save_path = (dir / "seed").string();
+  atp.flags |= lt::torrent_flags::seed_mode | lt::torrent_flags::disable_dht;
+  seed.add_torrent(std::move(atp));
+  lt::sha1_hash dht_key(reinterpret_cast<char const*>(built->ih2.data()));
+  auto next_announce = std::chrono::steady_clock::now();
+  bool both = test::run_until(ioc, [&] {
+    if (std::chrono::steady_clock::now() >= next_announce && seed.is_dht_running() && seed.listen_port() > 0) {
+      seed.dht_announce(dht_key, seed.listen_port());
+      next_announce = std::chrono::steady_clock::now() + 1s;
+    }
+    std::vector<lt::alert*> ignored;
+    seed.pop_alerts(&ignored);
+    return state(*fetches[0]).complete && state(*fetches[1]).complete;
+  }, 40s);
+  INFO("asked again " << asked_again[0] << " / " << asked_again[1] << "; peers " << state(*fetches[0]).peers << " / "
+                      << state(*fetches[1]).peers << "; metadata " << state(*fetches[0]).has_metadata << " / "
+                      << state(*fetches[1]).has_metadata);
+  CHECK(both);
 }
 
 TEST_CASE("torrent_from_resume: a finished fetch's resume data gives back the publisher's .torrent; bad resume data is refused",
