@@ -15,6 +15,7 @@
 #include <libtorrent/write_resume_data.hpp>
 #include <array>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "net/gateway.hpp"
@@ -42,6 +43,16 @@ net::session_config loopback_config() {
 }
 
 auto quiet = [](std::string const&, std::string const&) {};
+
+// A version of two files (an index page with `heading`, 100 kB of text) in `root`/site, hashed.
+std::optional<net::built_torrent> two_file_site(fs::path const& root, std::string const& heading) {
+  fs::create_directories(root / "site");
+  std::ofstream(root / "site" / "index.html") << "<h1>" << heading << "</h1>\n";
+  std::ofstream(root / "site" / "b.txt") << std::string(100000, 'b');
+  auto built = net::make_torrent(root, "site", nullptr, nullptr);
+  REQUIRE(built);
+  return *built;
+}
 
 // Two sessions on loopback, push off: `seed` seeds `built` from `seed_dir`, `fetcher` knows the
 // seed as a static peer (and logs through `fetcher_log`) and has not been given the version.
@@ -200,11 +211,7 @@ TEST_CASE("session: a fetch keeps its connection to the seed through the metadat
   // fetch waited for libtorrent to try again.
   ::setenv("OUTLAST_DEBUG_SWARM", "1", 1);  // disconnect reasons in the log
   test::temp_dir dir;
-  fs::create_directories(dir / "seed" / "site");
-  std::ofstream(dir / "seed" / "site" / "index.html") << "<h1>hello</h1>\n";
-  std::ofstream(dir / "seed" / "site" / "b.txt") << std::string(100000, 'b');
-  auto built = net::make_torrent(dir / "seed", "site", nullptr, nullptr);
-  REQUIRE(built);
+  auto built = two_file_site(dir / "seed", "hello");
 
   boost::asio::io_context ioc;
   std::vector<std::string> lines;  // the fetching side's
@@ -243,11 +250,7 @@ TEST_CASE("session: fetches whose only peers are each other ask the DHT again, a
   // with any peer used not to ask again, and waited for libtorrent's 15-minute announce (seen
   // when a new version's pointer came by push before its seed's announce reached the DHT).
   test::temp_dir dir;
-  fs::create_directories(dir / "seed" / "site");
-  std::ofstream(dir / "seed" / "site" / "index.html") << "<h1>late seed</h1>\n";
-  std::ofstream(dir / "seed" / "site" / "b.txt") << std::string(100000, 'b');
-  auto built = net::make_torrent(dir / "seed", "site", nullptr, nullptr);
-  REQUIRE(built);
+  auto built = two_file_site(dir / "seed", "late seed");
 
   boost::asio::io_context ioc;
   auto hub = net::session::start(ioc, loopback_config(), std::nullopt, quiet);  // the DHT's first node
