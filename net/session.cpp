@@ -356,7 +356,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
       h.unset_flags(lt::torrent_flags::upload_mode);
       return;
     }
-    e->readd = std::make_shared<lt::torrent_info>(*ti);
     if (only_placed) {
       auto start = detail::start_from_placed(old, *ti, placed);
       if (start) {
@@ -372,6 +371,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
       log("info", "checking the files already on disk for " + to_hex(e->spec.ih2) + " (" + std::to_string(placed.bytes) +
                       " bytes placed from the previous version)");
     }
+    if (!e->readd) e->readd = std::make_shared<lt::torrent_info>(*ti);  // re-added bare: checked in full
     ses->remove_torrent(h);
   }
 
