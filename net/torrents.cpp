@@ -15,11 +15,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 #include <unistd.h>
 
@@ -323,7 +325,7 @@ status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std
   auto changed = [&] { return make_error(errc::invalid_argument, f.relative.string() + " changed while it was being published; try again"); };
   fd_guard in(::open(f.source.c_str(), O_RDONLY | O_CLOEXEC));
   if (in.get() < 0) return cannot("read", f.source);
-  ::posix_fadvise(in.get(), u.first * piece_size, u.count * piece_size, POSIX_FADV_SEQUENTIAL);
+  if (f.size > piece_size) ::posix_fadvise(in.get(), u.first * piece_size, u.count * piece_size, POSIX_FADV_SEQUENTIAL);
   // A file cut into runs was created before the threads started; each run writes its own range.
   fd_guard out(::open(job.dest.c_str(), O_WRONLY | O_CREAT | (whole ? O_TRUNC : 0) | O_CLOEXEC, 0644));
   if (out.get() < 0) return cannot("write", job.dest);
@@ -408,8 +410,9 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
   }
   std::error_code ec;
   std::vector<copy_unit> units;
+  std::set<fs::path> made_dirs;
   for (auto& j : jobs) {
-    fs::create_directories(j.dest.parent_path(), ec);
+    if (made_dirs.insert(j.dest.parent_path()).second) fs::create_directories(j.dest.parent_path(), ec);
     if (ec) return make_error(errc::io_error, "cannot create " + j.dest.parent_path().string() + ": " + ec.message());
     auto n = (j.file->size + piece_length - 1) / piece_length;
     j.pieces.resize(static_cast<std::size_t>(n));
@@ -456,7 +459,7 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     }
   };
   std::vector<std::thread> pool;
-  if (threads <= 0) threads = std::min(8, 2 * usable_cores());
+  if (threads <= 0) threads = std::min(16, 4 * usable_cores());
   int n = std::max(1, std::min<int>(threads, static_cast<int>(units.size())));
   for (int i = 1; i < n; ++i) pool.emplace_back(work);
   if (progress) {
@@ -475,12 +478,14 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
   for (auto& t : pool) t.join();
   if (first_error) return *first_error;
   if (cancel && cancel->load()) return make_error(errc::unavailable, "publishing was cancelled");
-  // The copy is durable before anyone is told of it.
-  {
+  // The copy is durable before anyone is told of it. The filesystem is flushed (mostly the small
+  // files' write-back, tens of milliseconds) while this thread builds the torrent.
+  auto flushed = std::async(std::launch::async, [&root]() -> status {
     fd_guard dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir.get() < 0 || ::syncfs(dir.get()) != 0)
       return make_error(errc::io_error, "cannot flush " + root.string() + ": " + std::strerror(errno));
-  }
+    return {};
+  });
 
   std::map<std::string, lt::file_index_t> index_of;
   auto const& cfs = ct.files();
@@ -492,8 +497,10 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     for (std::size_t p = 0; p < j.pieces.size(); ++p)
       ct.set_hash2(it->second, lt::piece_index_t::diff_type(static_cast<int>(p)), j.pieces[p]);
   }
+  auto built = finish_torrent(ct, single_file);
+  if (auto st = flushed.get(); !st) return st.err();
   if (progress) progress(total, total);
-  return finish_torrent(ct, single_file);
+  return built;
 }
 
 result<built_torrent> make_beacon(fs::path const& dir, std::string const& key_text) {

@@ -44,6 +44,9 @@ struct source_file {
   std::filesystem::path source;
   std::filesystem::path relative;
   std::int64_t size = 0;  // as scanned; a file that reads differently has changed: an error
+  // As scanned, for a later publish to tell the file unchanged (0: not known): modification and
+  // change times in nanoseconds, inode and device.
+  std::int64_t mtime_ns = 0, ctime_ns = 0, inode = 0, device = 0;
   // Set when the file is known unchanged since an earlier version was copied from it:
   // copy_and_make_torrent hard-links `reuse` (that version's private copy) and takes
   // `reuse_pieces` (its piece hashes, 32 bytes each; a file of one piece: its root) instead of
@@ -62,8 +65,9 @@ int usable_cores();
 
 // Publishing in one pass: copies `files` under `root/name` (hard-links those with `reuse`) and
 // builds the same v2 torrent as make_torrent would of the copy, hashing each block while it is in memory between the read and
-// the write, on `threads` threads (0: two per usable core, at most 8, so that every core hashes
-// while others wait on the disk; largest first, a file over 32 pieces shared out in runs of 32).
+// the write, on `threads` threads (0: four per usable core, at most 16: each waits on its own
+// write to the device, so the device has several at once while the cores hash; largest first, a
+// file over 32 pieces shared out in runs of 32).
 // Files of a piece or more are written with O_DIRECT where the filesystem allows it. A site of one file at its top becomes a
 // single-file torrent, the file placed directly in `root`, as make_torrent does. The copy is on
 // disk (syncfs) before this returns. `progress(done, total)`: bytes copied and hashed.

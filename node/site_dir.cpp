@@ -1,6 +1,7 @@
 #include "node/site_dir.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -71,27 +72,44 @@ result<site_scan> scan_site_dir(fs::path const& dir) {
     if (!crypto::valid_utf8(name)) return bad(rel, "the name is not valid UTF-8");
     if (std::any_of(name.begin(), name.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
       return bad(rel, "the name contains control characters");
-    auto st = it->symlink_status(ec);
+    // The entry's type comes from the directory listing; only a symlink costs a lookup.
     fs::path source = path;
-    if (fs::is_symlink(st)) {
+    fs::file_status st;
+    if (it->is_symlink(ec)) {
       auto target = fs::canonical(path, ec);
       if (ec) return bad(rel, "it is a broken symlink");
       if (!inside(root, target)) return bad(rel, "it is a symlink to " + shown(target) + ", outside the directory");
       if (fs::is_directory(target, ec)) return bad(rel, "it is a symlink to a directory; copy the directory instead");
       source = target;
       st = fs::status(target, ec);
+    } else {
+      st = fs::file_status(it->is_directory(ec) ? fs::file_type::directory
+                           : it->is_regular_file(ec) ? fs::file_type::regular
+                                                     : fs::file_type::unknown);
     }
     if (fs::is_directory(st)) {
       if (fs::is_empty(path, ec)) scan.notes.push_back("empty directory " + shown(rel) + " is not published");
       continue;
     }
     if (!fs::is_regular_file(st)) return bad(rel, "it is not a regular file (device, FIFO or socket)");
+    // One open and one fstat: the file can be read, and its size and the stamp a later publish
+    // compares (publish_reuse).
     int fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return bad(rel, std::string("it cannot be read: ") + std::strerror(errno));
+    struct stat sb {};
+    int stat_rc = ::fstat(fd, &sb);
+    int stat_errno = errno;
     ::close(fd);
-    auto size = static_cast<std::int64_t>(fs::file_size(source, ec));
-    if (ec) return bad(rel, "its size cannot be read: " + ec.message());
-    scan.files.push_back({source, rel, size});
+    if (stat_rc != 0) return bad(rel, std::string("its size cannot be read: ") + std::strerror(stat_errno));
+    if (!S_ISREG(sb.st_mode)) return bad(rel, "it is not a regular file (device, FIFO or socket)");
+    auto ns = [](timespec const& t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; };
+    auto size = static_cast<std::int64_t>(sb.st_size);
+    site_file f{source, rel, size};
+    f.mtime_ns = ns(sb.st_mtim);
+    f.ctime_ns = ns(sb.st_ctim);
+    f.inode = static_cast<std::int64_t>(sb.st_ino);
+    f.device = static_cast<std::int64_t>(sb.st_dev);
+    scan.files.push_back(std::move(f));
     scan.bytes += size;
   }
   if (scan.files.empty()) return make_error(errc::invalid_argument, shown(dir) + " has no files to publish");

@@ -708,11 +708,10 @@ json node::impl::publish_reuse(site_id const& s, std::optional<std::pair<std::in
       if (auto h = net::piece_hashes(*t)) hashes = std::move(*h);
   json now = json::object();
   for (auto& f : files) {
-    struct stat st {};
-    if (::stat(f.source.c_str(), &st) != 0 || st.st_size != f.size) continue;
-    auto m = ns(st.st_mtim), c = ns(st.st_ctim);
-    if (m >= since || c >= since) continue;  // too recent to vouch for: copied, and not remembered
-    json seen = {f.size, m, c, static_cast<std::int64_t>(st.st_ino), static_cast<std::int64_t>(st.st_dev)};
+    // The stamp the scan took: a file changed after it differs from it next time.
+    auto m = f.mtime_ns, c = f.ctime_ns;
+    if (m == 0 || m >= since || c >= since) continue;  // unknown, or too recent to vouch for: copied, and not remembered
+    json seen = {f.size, m, c, f.inode, f.device};
     auto rel = f.relative.generic_string();
     if (last) {
       auto was = last->second.find(rel);

@@ -41,6 +41,16 @@ TEST_CASE("site directories: what is published and what is refused", "[publish]"
   for (auto const& f : scan->files) names.push_back(f.relative.string());
   CHECK(names == std::vector<std::string>{".well-known/security.txt", "css/a.css", "home.html", "index.html"});
   CHECK(scan->bytes == 10 + 6 + 11 + 11);
+  // Each file carries the stamp a later publish compares to link it unchanged (the symlink's:
+  // its target's).
+  for (auto const& f : scan->files) {
+    struct stat st {};
+    REQUIRE(::stat(f.source.c_str(), &st) == 0);
+    CHECK(f.inode == static_cast<std::int64_t>(st.st_ino));
+    CHECK(f.device == static_cast<std::int64_t>(st.st_dev));
+    CHECK(f.mtime_ns == std::int64_t(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec);
+    CHECK(f.ctime_ns == std::int64_t(st.st_ctim.tv_sec) * 1'000'000'000 + st.st_ctim.tv_nsec);
+  }
   bool noted_git = false, noted_empty = false;
   for (auto const& n : scan->notes) {
     noted_git |= n.find(".git") != std::string::npos;
