@@ -93,8 +93,9 @@ result<site_scan> scan_site_dir(fs::path const& dir) {
     }
     if (!fs::is_regular_file(st)) return bad(rel, "it is not a regular file (device, FIFO or socket)");
     // One open and one fstat: the file can be read, and its size and the stamp a later publish
-    // compares (publish_reuse).
-    int fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC);
+    // compares (publish_reuse). O_NONBLOCK: a FIFO put in the file's place since the listing must
+    // not hang the scan (the fstat below refuses it).
+    int fd = ::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) return bad(rel, std::string("it cannot be read: ") + std::strerror(errno));
     struct stat sb {};
     int stat_rc = ::fstat(fd, &sb);
