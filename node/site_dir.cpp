@@ -103,11 +103,10 @@ result<site_scan> scan_site_dir(fs::path const& dir) {
     ::close(fd);
     if (stat_rc != 0) return bad(rel, std::string("its size cannot be read: ") + std::strerror(stat_errno));
     if (!S_ISREG(sb.st_mode)) return bad(rel, "it is not a regular file (device, FIFO or socket)");
-    auto ns = [](timespec const& t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; };
     auto size = static_cast<std::int64_t>(sb.st_size);
     site_file f{source, rel, size};
-    f.mtime_ns = ns(sb.st_mtim);
-    f.ctime_ns = ns(sb.st_ctim);
+    f.mtime_ns = stamp_ns(sb.st_mtim);
+    f.ctime_ns = stamp_ns(sb.st_ctim);
     f.inode = static_cast<std::int64_t>(sb.st_ino);
     f.device = static_cast<std::int64_t>(sb.st_dev);
     scan.files.push_back(std::move(f));

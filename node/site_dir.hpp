@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <ctime>
 #include <filesystem>
 #include <functional>
 #include <string>
@@ -17,6 +18,9 @@ namespace outlast::node {
 // A file of the site: `relative` is its path inside the site, `source` where to read it (a
 // symlink's target inside the site).
 using site_file = net::source_file;
+
+// A stat timestamp in nanoseconds, as site_file's stamps hold them.
+inline std::int64_t stamp_ns(timespec const& t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; }
 
 struct site_scan {
   std::vector<site_file> files;

@@ -694,14 +694,13 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
 
 json node::impl::publish_reuse(site_id const& s, std::optional<std::pair<std::int64_t, json>> const& last, fs::path const& staging,
                                std::vector<net::source_file>& files) {
-  auto ns = [](timespec const& t) { return static_cast<std::int64_t>(t.tv_sec) * 1'000'000'000 + t.tv_nsec; };
   std::error_code ec;
   fs::create_directories(staging, ec);
   struct stat made {};
   if (ec || ::stat(staging.c_str(), &made) != 0) return nullptr;
   // The filesystem's own clock, as its timestamps are: a file written from now on has an mtime
   // and a ctime at or after this, so it cannot pass for unchanged next time (git's "racy" rule).
-  auto const since = ns(made.st_mtim);
+  auto const since = stamp_ns(made.st_mtim);
   std::map<std::string, std::string> hashes;
   if (last)
     if (auto t = crypto::read_small_file(version_dir(s, last->first).string() + ".torrent", 256 << 20))
