@@ -1,5 +1,7 @@
 #include "net/detail/push_plugin.hpp"
 
+#include "net/detail/extended.hpp"
+
 #include <libtorrent/bdecode.hpp>
 #include <libtorrent/entry.hpp>
 #include <libtorrent/error_code.hpp>
@@ -83,16 +85,7 @@ class push_peer final : public lt::peer_plugin, public std::enable_shared_from_t
 
   void send(std::string const& payload) {
     if (m_their_id == 0 || m_pc.is_disconnecting()) return;
-    std::string frame(6, '\0');
-    auto len = static_cast<std::uint32_t>(payload.size() + 2);
-    frame[0] = static_cast<char>(len >> 24);
-    frame[1] = static_cast<char>(len >> 16);
-    frame[2] = static_cast<char>(len >> 8);
-    frame[3] = static_cast<char>(len);
-    frame[4] = 20;  // BEP 10 extended message
-    frame[5] = static_cast<char>(m_their_id);
-    frame += payload;
-    m_pc.send_buffer(frame.data(), static_cast<int>(frame.size()));
+    send_extended(m_pc, m_their_id, payload);
     ++m_hub->counters.sent;
   }
 

@@ -28,6 +28,7 @@
 
 #include "net/detail/fetch_gate.hpp"
 #include "net/detail/push_plugin.hpp"
+#include "net/detail/small_files.hpp"
 #include "net/detail/torrent_checks.hpp"
 
 namespace outlast::net {
@@ -131,6 +132,20 @@ struct session::impl : std::enable_shared_from_this<impl> {
     std::shared_ptr<lt::torrent_info> readd;
     lt::typed_bitfield<lt::piece_index_t> readd_have;
     bool finished_reported = false;
+    // Bytes of small files fetched whole from a peer (net/detail/small_files.hpp): received
+    // payload that libtorrent does not count.
+    std::int64_t side_down = 0;
+    // A new version's metadata handled up to the files placed, waiting on a peer for its small
+    // changed files (or the timeout) before the rest of on_metadata.
+    struct small_wait {
+      std::uint64_t id = 0;
+      std::shared_ptr<lt::torrent_info const> ti;
+      detail::placement placed;
+      lt::add_torrent_params old;
+      std::vector<detail::small_file> asked;
+      std::shared_ptr<boost::asio::steady_timer> timeout;
+    };
+    std::optional<small_wait> waiting_small;
     // A beacon's next own DHT lookup for peers, and the wait after it (see find_beacon_peers).
     std::chrono::steady_clock::time_point next_peer_lookup{};
     std::chrono::seconds peer_lookup_after{30};
@@ -141,6 +156,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
   };
   std::map<info_hash2, torrent_entry> torrents;
   std::shared_ptr<detail::push_plugin> push;  // null when push is off
+  std::shared_ptr<detail::small_files_plugin> small = std::make_shared<detail::small_files_plugin>();
+  std::uint64_t next_small_wait = 1;
   std::map<crypto::public_key, std::unique_ptr<detail::publisher_tag>> publisher_tags;
   detail::fetch_gate fetch_tag;  // userdata of versions added without metadata
 
@@ -156,6 +173,15 @@ struct session::impl : std::enable_shared_from_this<impl> {
   void on_network_thread(F&& f) {
     if (!ses || !push) return;
     boost::asio::post(ses->get_context(), [w = std::weak_ptr<detail::push_plugin>(push), f = std::forward<F>(f)]() mutable {
+      if (auto hub = w.lock()) f(*hub);
+    });
+  }
+
+  // Runs `f` on libtorrent's network thread, with the small files plugin.
+  template <typename F>
+  void on_small_files_thread(F&& f) {
+    if (!ses) return;
+    boost::asio::post(ses->get_context(), [w = std::weak_ptr<detail::small_files_plugin>(small), f = std::forward<F>(f)]() mutable {
       if (auto hub = w.lock()) f(*hub);
     });
   }
@@ -251,6 +277,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     } else if (auto* ck = lt::alert_cast<lt::torrent_checked_alert>(a)) {
       if (auto st = status_of(ck->handle); st && st->is_finished) report_finished(ck->handle);
     } else if (auto* rm = lt::alert_cast<lt::torrent_removed_alert>(a)) {
+      on_small_files_thread([h = rm->handle](detail::small_files_plugin& hub) { hub.withdraw(h); });
       on_removed(rm->info_hashes);
     } else if (auto* fc = lt::alert_cast<lt::file_completed_alert>(a)) {
       if (auto* e = entry_of(fc->handle); e && events.file_completed) events.file_completed(e->spec.ih2, static_cast<int>(fc->index));
@@ -331,23 +358,110 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (!ec && old.ti) {
         placed = detail::place_unchanged(*old.ti, e->spec.reuse_path, *ti, e->spec.save_path);
         e->reused = placed.bytes;
+        // An update: its small changed files come whole from a peer, if one answers soon.
+        auto asked = small_files_to_ask(*ti, placed);
+        if (!asked.empty()) {
+          ask_small_files(*e, h, std::move(ti), std::move(placed), std::move(old), std::move(asked));
+          return;
+        }
       }
     }
+    place_rest(*e, h, *ti, placed, old);
+  }
+
+  // The small files of `ti` a peer is asked for whole: not placed, of one piece, with a partial
+  // last block (a whole-block file moves no padding). None when there are too many: a large
+  // change goes through the swarm, which is faster for bulk.
+  static std::vector<detail::small_file> small_files_to_ask(lt::torrent_info const& ti, detail::placement const& placed) {
+    std::set<lt::file_index_t> done;
+    for (auto const& [file, old_file] : placed.files) done.insert(file);
+    std::vector<detail::small_file> out;
+    std::int64_t bytes = 0;
+    auto const& files = ti.files();
+    for (auto i : files.file_range()) {
+      auto const size = files.file_size(i);
+      if (files.pad_file_at(i) || size == 0 || done.count(i) || size > detail::small_file_max || size > ti.piece_length() ||
+          size % detail::small_block == 0)
+        continue;
+      out.push_back({static_cast<int>(i), size});
+      bytes += size;
+    }
+    if (static_cast<int>(out.size()) > detail::small_fetch_max_files || bytes > detail::small_fetch_max_bytes) out.clear();
+    return out;
+  }
+
+  void ask_small_files(torrent_entry& e, lt::torrent_handle const& h, std::shared_ptr<lt::torrent_info const> ti, detail::placement placed,
+                       lt::add_torrent_params old, std::vector<detail::small_file> asked) {
+    auto id = next_small_wait++;
+    auto key = e.spec.ih2;
+    std::weak_ptr<impl> w = shared_from_this();
+    auto timeout = std::make_shared<boost::asio::steady_timer>(ioc, detail::small_fetch_timeout);
+    timeout->async_wait([w, key, id](boost::system::error_code const& ec) {
+      if (auto self = w.lock(); self && !ec) self->took_small_files(key, id, {});
+    });
+    e.waiting_small = torrent_entry::small_wait{id, std::move(ti), std::move(placed), std::move(old), asked, timeout};
+    auto back = [w, key, id, &io = ioc](detail::small_file_data got) {
+      boost::asio::post(io, [w, key, id, got = std::move(got)]() mutable {
+        if (auto self = w.lock()) self->took_small_files(key, id, std::move(got));
+      });
+    };
+    on_small_files_thread([h, asked = std::move(asked), back](detail::small_files_plugin& hub) {
+      if (!hub.fetch(h, asked, back)) back({});  // no peer speaks it: all through the swarm
+    });
+  }
+
+  // What a peer sent for the small files of version `key` (nothing on a timeout): each file that
+  // matches its root in the torrent is written in place and counts as placed; then the rest of
+  // on_metadata. A late answer, or one for a version no longer waiting, is dropped.
+  void took_small_files(info_hash2 const& key, std::uint64_t id, detail::small_file_data got) {
+    auto it = torrents.find(key);
+    if (it == torrents.end() || !it->second.waiting_small || it->second.waiting_small->id != id) return;
+    auto& e = it->second;
+    auto wait = std::move(*e.waiting_small);
+    e.waiting_small.reset();
+    wait.timeout->cancel();
+    std::int64_t bytes = 0;
+    int taken = 0, refused = 0;
+    for (auto& [index, data] : got) {
+      auto const file = lt::file_index_t{index};
+      if (!detail::small_file_matches(*wait.ti, file, data)) {
+        ++refused;
+        continue;
+      }
+      if (!detail::write_small_file(e.spec.save_path / wait.ti->files().file_path(file), data)) continue;
+      wait.placed.files.push_back({file, lt::file_index_t{-1}});
+      bytes += static_cast<std::int64_t>(data.size());
+      ++taken;
+    }
+    e.side_down += bytes;
+    log(refused > 0 ? "warning" : "info",
+        "small files of " + to_hex(key) + ": " + std::to_string(taken) + " of " + std::to_string(wait.asked.size()) + " (" +
+            std::to_string(bytes) + " bytes) came whole from a peer" +
+            (refused > 0 ? ", " + std::to_string(refused) + " refused (not the published bytes)" : std::string()) +
+            (taken < static_cast<int>(wait.asked.size()) ? "; the swarm sends the rest" : ""));
+    if (!e.handle.is_valid()) return;
+    place_rest(e, e.handle, *wait.ti, wait.placed, wait.old);
+  }
+
+  // on_metadata after the files it could place: re-adds the version to check or take them.
+  void place_rest(torrent_entry& e, lt::torrent_handle const& h, lt::torrent_info const& ti, detail::placement const& placed,
+                  lt::add_torrent_params const& old) {
     // Files already on disk (placed just now, or written before a crash that came before any
     // resume data held the metadata) must be checked rather than fetched again. libtorrent has
     // already checked (and found nothing) by the time this alert is handled, so the torrent goes
     // out and comes back with its metadata: the re-add checks the files, then fetches the rest.
-    // When the files on disk are exactly those placed from the previous version, nothing is
-    // read: they are the bytes that version verified (hard links to them), and they come back
-    // as had, with their piece layers from its resume data. Hashing them again costs as long as
+    // When the files on disk are exactly those placed from the previous version (and the small
+    // files a peer sent, checked against their roots), nothing is read: they are the bytes that
+    // version verified (hard links to them), and they come back as had, with their piece layers
+    // from its resume data. Hashing them again costs as long as
     // hashing the whole site, on every mirror, for every update.
     std::set<lt::file_index_t> placed_files;
     for (auto const& [file, old_file] : placed.files) placed_files.insert(file);
     bool any_on_disk = false, only_placed = true;
-    auto const& files = ti->files();
+    auto const& files = ti.files();
     for (auto i : files.file_range()) {
       std::error_code fec;
-      if (!files.pad_file_at(i) && std::filesystem::file_size(e->spec.save_path / files.file_path(i), fec) > 0 && !fec) {
+      if (!files.pad_file_at(i) && std::filesystem::file_size(e.spec.save_path / files.file_path(i), fec) > 0 && !fec) {
         any_on_disk = true;
         if (!placed_files.count(i)) only_placed = false;
       }
@@ -357,21 +471,21 @@ struct session::impl : std::enable_shared_from_this<impl> {
       return;
     }
     if (only_placed) {
-      auto start = detail::start_from_placed(old, *ti, placed);
+      auto start = detail::start_from_placed(old, ti, placed);
       if (start) {
-        e->readd = std::move(start->ti);
-        e->readd_have = std::move(start->have);
-        log("info", "reusing " + std::to_string(placed.bytes) + " bytes of unchanged files for " + to_hex(e->spec.ih2) +
+        e.readd = std::move(start->ti);
+        e.readd_have = std::move(start->have);
+        log("info", "reusing " + std::to_string(placed.bytes) + " bytes of unchanged files for " + to_hex(e.spec.ih2) +
                         " as verified by the previous version");
       } else {
-        log("warning", "checking the " + std::to_string(placed.bytes) + " bytes of unchanged files placed for " + to_hex(e->spec.ih2) +
+        log("warning", "checking the " + std::to_string(placed.bytes) + " bytes of unchanged files placed for " + to_hex(e.spec.ih2) +
                            ": " + start.err().message);
       }
     } else {
-      log("info", "checking the files already on disk for " + to_hex(e->spec.ih2) + " (" + std::to_string(placed.bytes) +
+      log("info", "checking the files already on disk for " + to_hex(e.spec.ih2) + " (" + std::to_string(placed.bytes) +
                       " bytes placed from the previous version)");
     }
-    if (!e->readd) e->readd = std::make_shared<lt::torrent_info>(*ti);  // re-added bare: checked in full
+    if (!e.readd) e.readd = std::make_shared<lt::torrent_info>(ti);  // re-added bare: checked in full
     ses->remove_torrent(h);
   }
 
@@ -406,9 +520,25 @@ struct session::impl : std::enable_shared_from_this<impl> {
     auto st = status_of(h);
     if (!e || e->finished_reported || !st || !st->has_metadata) return;
     e->finished_reported = true;
+    serve_small_files(*e, h);
     ++outstanding_resume;
     h.save_resume_data(lt::torrent_handle::save_info_dict);
     if (events.finished) events.finished(e->spec.ih2);
+  }
+
+  // A complete version answers peers' requests for its small files (net/detail/small_files.hpp).
+  void serve_small_files(torrent_entry const& e, lt::torrent_handle const& h) {
+    auto ti = h.torrent_file();
+    if (!ti) return;
+    std::map<int, detail::small_files_plugin::served_file> served;
+    auto const& files = ti->files();
+    for (auto i : files.file_range()) {
+      auto const size = files.file_size(i);
+      if (files.pad_file_at(i) || size == 0 || size > detail::small_file_max || size > ti->piece_length()) continue;
+      served[static_cast<int>(i)] = {(e.spec.save_path / files.file_path(i)).string(), size};
+    }
+    if (served.empty()) return;
+    on_small_files_thread([h, served = std::move(served)](detail::small_files_plugin& hub) mutable { hub.serve(h, std::move(served)); });
   }
 
   void connect_static_peers(lt::torrent_handle const& h) {
@@ -620,6 +750,7 @@ result<std::unique_ptr<session>> session::start(boost::asio::io_context& ioc, se
     params.extensions.push_back(p->push);
   }
   params.extensions.push_back(std::make_shared<detail::fetch_gate_plugin>());
+  params.extensions.push_back(p->small);
   p->idx_dht_nodes = lt::find_metric_idx("dht.dht_nodes");
   p->idx_peers = lt::find_metric_idx("peer.num_peers_connected");
   p->idx_down = lt::find_metric_idx("net.recv_payload_bytes");
@@ -760,7 +891,7 @@ void session::set_rate_limits(info_hash2 const& ih2, int upload, int download) {
 
 namespace {
 
-torrent_state state_of(lt::torrent_status const& st, std::int64_t reused) {
+torrent_state state_of(lt::torrent_status const& st, std::int64_t reused, std::int64_t side_down) {
   torrent_state out;
   out.has_metadata = st.has_metadata;
   out.complete = st.is_finished && st.has_metadata;
@@ -768,7 +899,7 @@ torrent_state state_of(lt::torrent_status const& st, std::int64_t reused) {
   out.progress = st.has_metadata ? static_cast<double>(st.progress) : 0.0;
   out.total_done = st.total_wanted_done;
   out.total_wanted = st.total_wanted;
-  out.payload_down = st.total_payload_download;
+  out.payload_down = st.total_payload_download + side_down;
   out.payload_up = st.total_payload_upload;
   out.reused = reused;
   out.peers = st.num_peers;
@@ -786,7 +917,7 @@ std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const
     out.reused = it->second.reused;
     return out;
   }
-  return state_of(*maybe, it->second.reused);
+  return state_of(*maybe, it->second.reused, it->second.side_down);
 }
 
 std::map<info_hash2, torrent_state> session::version_states() const {
@@ -800,7 +931,7 @@ std::map<info_hash2, torrent_state> session::version_states() const {
     std::copy(st.info_hashes.v2.begin(), st.info_hashes.v2.end(), key.begin());
     auto it = p.torrents.find(key);
     if (it == p.torrents.end()) continue;
-    out.emplace(key, state_of(st, it->second.reused));
+    out.emplace(key, state_of(st, it->second.reused, it->second.side_down));
   }
   // Versions between removal and re-adding: present, with nothing to report yet.
   for (auto const& [key, e] : p.torrents)

@@ -681,6 +681,35 @@ result<std::string> torrent_from_resume(lt::add_torrent_params const& atp, info_
   return torrent_bytes(ti, std::move(layers));
 }
 
+bool small_file_matches(lt::torrent_info const& ti, lt::file_index_t f, std::string_view data) {
+  auto const& fs = ti.files();
+  if (f < fs.end_file() && f >= lt::file_index_t{0}) {
+    auto const size = fs.file_size(f);
+    if (fs.pad_file_at(f) || size != static_cast<std::int64_t>(data.size()) || size == 0 || size > ti.piece_length()) return false;
+    int const blocks = static_cast<int>((size + block_size - 1) / block_size);
+    std::vector<lt::sha256_hash> leaves(static_cast<std::size_t>(next_power_of_two(blocks)));
+    for (int b = 0; b < blocks; ++b) {
+      auto const off = static_cast<std::size_t>(b) * block_size;
+      leaves[static_cast<std::size_t>(b)] = lt::hasher256(data.data() + off, static_cast<int>(std::min<std::size_t>(block_size, data.size() - off))).final();
+    }
+    return merkle_root(std::move(leaves)) == fs.root(f);
+  }
+  return false;
+}
+
+bool write_small_file(fs::path const& path, std::string_view data) {
+  std::error_code ec;
+  fs::create_directories(path.parent_path(), ec);
+  if (ec) return false;
+  fd_guard fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+  if (fd.get() < 0) return false;
+  if (!pwrite_full(fd.get(), data.data(), data.size(), 0) || fd.close() != 0) {
+    fs::remove(path, ec);
+    return false;
+  }
+  return true;
+}
+
 result<placed_start> start_from_placed(lt::add_torrent_params const& old, lt::torrent_info const& new_ti, placement const& placed) {
   if (!old.ti || !old.ti->info_hashes().has_v2()) return make_error(errc::corrupt, "the previous version's resume data lacks its metadata");
   if (old.ti->piece_length() != new_ti.piece_length()) return make_error(errc::invalid_argument, "the versions' piece sizes differ");

@@ -20,6 +20,7 @@
 
 #include "net/gateway.hpp"
 #include "net/local_http.hpp"
+#include "net/detail/small_files.hpp"
 #include "net/detail/torrent_checks.hpp"
 #include "net/session.hpp"
 #include "net/torrents.hpp"
@@ -428,6 +429,62 @@ TEST_CASE("torrent_from_resume: a finished fetch's resume data gives back the pu
   lt::bencode(std::back_inserter(coarse_bytes), coarse.generate());
   lt::torrent_info coarse_ti(coarse_bytes, lt::from_span);
   CHECK(net::detail::start_from_placed(atp, coarse_ti, placed).err().code == errc::invalid_argument);
+}
+
+TEST_CASE("small files: the message codec refuses what is malformed, and only the published bytes match a file's root",
+          "[unit][net][small]") {
+  using net::detail::decode_small_message;
+  using net::detail::encode_small_message;
+  using net::detail::small_message;
+  auto q = decode_small_message(encode_small_message({true, 7, std::nullopt}));
+  REQUIRE(q);
+  CHECK(q->request);
+  CHECK(q->index == 7);
+  auto a = decode_small_message(encode_small_message({false, 3, std::string("abc")}));
+  REQUIRE(a);
+  CHECK_FALSE(a->request);
+  CHECK(a->data == std::string("abc"));
+  auto none = decode_small_message(encode_small_message({false, 3, std::nullopt}));
+  REQUIRE(none);
+  CHECK_FALSE(none->data);
+  for (std::string bad : {"", "de", "li1ee", "d1:qi-1ee", "d1:qi1e1:fi1ee", "d1:qi1e1:d1:xe", "d1:fi1e1:di5ee", "d1:q3:abce",
+                          "d1:qi99999999999ee", "d1:fi1e1:d5:abe"})
+    CHECK_FALSE(decode_small_message(bad));
+  std::string big = "d1:fi1e1:d" + std::to_string(net::detail::small_file_max + 1) + ":" +
+                    std::string(static_cast<std::size_t>(net::detail::small_file_max + 1), 'x') + "e";
+  CHECK_FALSE(decode_small_message(big));
+
+  // A torrent of a 20,000-byte page (two blocks, the last partial) and a 1 MiB + 1 file.
+  test::temp_dir dir;
+  std::string page(20000, '\0');
+  for (std::size_t i = 0; i < page.size(); ++i) page[i] = static_cast<char>(i * 7 + 3);
+  fs::create_directories(dir / "site");
+  std::ofstream(dir / "site" / "page.html", std::ios::binary) << page;
+  std::ofstream(dir / "site" / "big.bin", std::ios::binary) << std::string((1 << 20) + 1, 'b');
+  auto built = net::make_torrent(dir.path(), "site", nullptr);
+  REQUIRE(built);
+  lt::error_code ec;
+  lt::torrent_info ti(built->torrent, ec, lt::from_span);
+  REQUIRE_FALSE(ec);
+  std::optional<lt::file_index_t> page_index, big_index;
+  for (auto i : ti.files().file_range()) {
+    if (ti.files().file_name(i) == "page.html") page_index = i;
+    if (ti.files().file_name(i) == "big.bin") big_index = i;
+  }
+  REQUIRE(page_index);
+  REQUIRE(big_index);
+  CHECK(net::detail::small_file_matches(ti, *page_index, page));
+  auto flipped = page;
+  flipped[19999] ^= 1;
+  CHECK_FALSE(net::detail::small_file_matches(ti, *page_index, flipped));
+  CHECK_FALSE(net::detail::small_file_matches(ti, *page_index, page.substr(0, 19999)));
+  CHECK_FALSE(net::detail::small_file_matches(ti, *page_index, page + "x"));
+  CHECK_FALSE(net::detail::small_file_matches(ti, *big_index, std::string((1 << 20) + 1, 'b')));  // over a piece
+  CHECK_FALSE(net::detail::small_file_matches(ti, lt::file_index_t{99}, page));
+
+  REQUIRE(net::detail::write_small_file(dir / "out" / "deep" / "page.html", page));
+  std::ifstream in(dir / "out" / "deep" / "page.html", std::ios::binary);
+  CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == page);
 }
 
 TEST_CASE("gateway: a small file outruns a slow reader's socket and still arrives whole", "[unit][net][gateway]") {

@@ -557,6 +557,57 @@ TEST_CASE("an update links the files unchanged since the last copied version; a 
   a.stop();
 }
 
+TEST_CASE("an update of small pages moves their bytes and no more: each comes whole from a peer, checked against its root",
+          "[swarm][small]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);
+  write_random(site_dir / "notes" / "n1.html", 20000, 1);  // a partial last block: 3,616 bytes of 16 KiB
+  write_random(site_dir / "notes" / "n2.html", 900, 2);
+  test::swarm_node a("a", base.path()), b("b", base.path()), c("c", base.path());
+  a.start({});
+  b.start({a.endpoint()});
+  c.start({b.endpoint()});
+  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
+  REQUIRE(b.cli({"follow", address}).code == 0);
+  REQUIRE(c.cli({"follow", address}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 1) && has_version(c, address, 1); }, 60s));
+  std::int64_t site_bytes = 0;
+  for (auto const& e : fs::recursive_directory_iterator(site_dir))
+    if (e.is_regular_file()) site_bytes += static_cast<std::int64_t>(e.file_size());
+  c.stop();
+
+  // One page rewritten, one added. Through the swarm alone each would move its last block
+  // padded to 16 KiB with zeros (32 KiB for the 20,000-byte page, 16 KiB for the new one).
+  write_random(site_dir / "notes" / "n1.html", 20000, 11);
+  write_random(site_dir / "notes" / "n3.html", 5000, 3);
+  REQUIRE(a.cli_json({"publish", site_dir.string(), "--site", "news"})["version"] == 2);
+  bool updated = test::wait_until([&] { return has_version(b, address, 2); }, 60s);
+  INFO("a:\n" << a.log() << "\nb:\n" << b.log());
+  REQUIRE(updated);
+  auto check_update = [&](test::swarm_node const& n) {
+    INFO(n.name() << ":\n" << n.log());
+    CHECK(same_tree(site_dir, mirrored_files(n, address, 2)));
+    auto st = n.site(address);
+    CHECK(st["downloaded"].get<std::int64_t>() == 20000 + 5000);
+    CHECK(st["reused"].get<std::int64_t>() == site_bytes - 20000);
+    CHECK(n.log().find("2 of 2 (25000 bytes) came whole from a peer") != std::string::npos);
+    CHECK(n.log().find("as verified by the previous version") != std::string::npos);
+  };
+  check_update(b);
+
+  // A mirror answers too: with the publisher gone, C comes back, learns of version 2 from B
+  // and takes the two pages from it.
+  a.stop();
+  c.start({b.endpoint()});
+  bool from_mirror = test::wait_until([&] { return has_version(c, address, 2); }, 60s);
+  INFO("b:\n" << b.log() << "\nc:\n" << c.log());
+  REQUIRE(from_mirror);
+  check_update(c);
+  b.stop();
+  c.stop();
+}
+
 TEST_CASE("an offline bundle carries a site and its notices to a node with no network; tampered or truncated ones are refused",
           "[swarm][bundle]") {
   test::temp_dir base;

@@ -1,0 +1,25 @@
+// A BEP 10 extended message on a BitTorrent connection. Network thread only.
+#pragma once
+
+#include <libtorrent/peer_connection_handle.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace outlast::net::detail {
+
+// Frames `payload` as extended message `their_id` (the id the peer gave in its handshake).
+inline void send_extended(lt::bt_peer_connection_handle& pc, int their_id, std::string const& payload) {
+  std::string frame(6, '\0');
+  auto len = static_cast<std::uint32_t>(payload.size() + 2);
+  frame[0] = static_cast<char>(len >> 24);
+  frame[1] = static_cast<char>(len >> 16);
+  frame[2] = static_cast<char>(len >> 8);
+  frame[3] = static_cast<char>(len);
+  frame[4] = 20;  // BEP 10 extended message
+  frame[5] = static_cast<char>(their_id);
+  frame += payload;
+  pc.send_buffer(frame.data(), static_cast<int>(frame.size()));
+}
+
+}  // namespace outlast::net::detail

@@ -1,0 +1,108 @@
+// Small files of a version fetched whole over an extension message ("outlast_file"), beside the
+// block transfer.
+//
+// BEP 52 starts every file of a v2 torrent on a piece boundary, and libtorrent 2.0.8 requests the
+// 16 KiB block that holds a file's end in full, the padding's zeros with it: a changed 20 KiB page
+// moves 32 KiB, a changed 1 KiB page 16 KiB. A node taking in a version asks one peer of it for
+// the small files it lacks, whole, checks each against its merkle root in the torrent and places
+// it beside the unchanged files; what does not arrive is fetched by libtorrent as usual. A node
+// answers only for files it has (their piece verified) of at most small_file_max bytes.
+//
+// Threads: libtorrent calls the plugin on its network thread, and fetch() must be called there.
+// A file asked for is read on the plugin's own thread, never on the network thread.
+#pragma once
+
+#include <libtorrent/extensions.hpp>
+#include <libtorrent/session_handle.hpp>
+#include <libtorrent/torrent_handle.hpp>
+
+#include <boost/asio/thread_pool.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace outlast::net::detail {
+
+inline constexpr char small_file_extension[] = "outlast_file";
+constexpr std::int64_t small_file_max = 64 * 1024;  // bytes of one file sent whole
+constexpr int small_reads_per_peer = 64;              // a peer's requests being read at once
+constexpr std::int64_t small_block = 16 * 1024;       // BEP 52's block: libtorrent's request unit
+// A version asks a peer for at most this much; a larger change goes through the swarm alone.
+constexpr int small_fetch_max_files = 128;
+constexpr std::int64_t small_fetch_max_bytes = 2 << 20;
+// How long a version waits for the peer's answers before the swarm fetches them instead.
+constexpr std::chrono::seconds small_fetch_timeout{5};
+
+struct small_file {
+  int index = 0;
+  std::int64_t size = 0;
+};
+// What a peer sent back: file index -> bytes, unchecked (the caller checks them against the
+// torrent). Files it did not send are absent.
+using small_file_data = std::map<int, std::string>;
+
+// The wire format, a bencoded dictionary: a request {"q": index}; an answer {"f": index, "d":
+// bytes}, or {"f": index} for a file the peer will not send. Malformed: nullopt.
+struct small_message {
+  bool request = false;
+  int index = 0;
+  std::optional<std::string> data;
+};
+std::string encode_small_message(small_message const& m);
+std::optional<small_message> decode_small_message(std::string_view body);
+
+struct small_counters {
+  std::atomic<std::int64_t> served{0};    // files sent to peers
+  std::atomic<std::int64_t> refused{0};   // requests answered with no file
+  std::atomic<std::int64_t> received{0};  // files that came back (checked by the caller)
+};
+
+class small_peer;
+class small_torrent;
+
+class small_files_plugin final : public lt::plugin, public std::enable_shared_from_this<small_files_plugin> {
+ public:
+  small_files_plugin();
+  ~small_files_plugin() override;
+
+  void added(lt::session_handle const& s) override;
+  std::shared_ptr<lt::torrent_plugin> new_torrent(lt::torrent_handle const& h, lt::client_data_t) override;
+
+  // Asks one connected peer of `version` that speaks the extension (a seed if there is one) for
+  // `files`. `done` runs on the network thread once each file is answered or the connection is
+  // gone, with what came. False, and `done` never called, when no peer speaks it.
+  bool fetch(lt::torrent_handle const& version, std::vector<small_file> const& files, std::function<void(small_file_data)> done);
+
+  // What this node answers for `version` (complete): its small files, index -> (path, size).
+  // serve() again replaces the list; withdraw() ends it.
+  struct served_file {
+    std::string path;
+    std::int64_t size = 0;
+  };
+  void serve(lt::torrent_handle const& version, std::map<int, served_file> files);
+  void withdraw(lt::torrent_handle const& version);
+
+  small_counters counters;
+
+  // For the peer plugins.
+  served_file const* served(lt::torrent_handle const& version, int index) const;
+  // Reads `path` (expected `size` bytes) on the plugin's thread and hands the bytes (nullopt if
+  // it cannot) to `then` on the network thread.
+  void read_file(std::string path, std::int64_t size, std::function<void(std::optional<std::string>)> then);
+
+ private:
+  std::optional<lt::session_handle> m_ses;
+  boost::asio::thread_pool m_reader{1};
+  std::map<lt::torrent_handle, std::weak_ptr<small_torrent>> m_torrents;
+  std::map<lt::torrent_handle, std::map<int, served_file>> m_served;
+};
+
+}  // namespace outlast::net::detail
