@@ -123,6 +123,7 @@ figures run(int n) {
   std::this_thread::sleep_for(10s);
   f.idle_cpu_pct = 100.0 * (cpu_seconds(pid) - c0) / 10.0;
   f.rss_kb = rss_kb(pid);
+  std::printf("  idle with %d peer connections\n", control(mirror_home, "GET", "/v1/status")["peers"].get<int>());
 
   // Start to serving, with the N sites held.
   mirror->signal(SIGTERM);

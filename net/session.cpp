@@ -526,8 +526,13 @@ struct session::impl : std::enable_shared_from_this<impl> {
     if (events.finished) events.finished(e->spec.ih2);
   }
 
-  // A complete version answers peers' requests for its small files (net/detail/small_files.hpp).
+  // A complete version answers peers' requests for its small files (net/detail/small_files.hpp),
+  // unless its upload is rate-limited: those bytes would bypass the limit.
   void serve_small_files(torrent_entry const& e, lt::torrent_handle const& h) {
+    if (e.spec.upload_limit > 0 || cfg.upload_rate_limit > 0) {
+      on_small_files_thread([h](detail::small_files_plugin& hub) { hub.withdraw(h); });
+      return;
+    }
     auto ti = h.torrent_file();
     if (!ti) return;
     std::map<int, detail::small_files_plugin::served_file> served;
@@ -887,6 +892,7 @@ void session::set_rate_limits(info_hash2 const& ih2, int upload, int download) {
   if (!e.handle.is_valid()) return;  // between removal and re-adding: the re-add takes them
   e.handle.set_upload_limit(lt_rate(upload));
   e.handle.set_download_limit(lt_rate(download));
+  if (e.finished_reported) m_impl->serve_small_files(e, e.handle);
 }
 
 namespace {

@@ -116,12 +116,13 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
  private:
   void serve(int index) {
     auto const* f = m_hub->served(m_version, index);
-    if (!f || m_reading >= small_reads_per_peer) {
+    if (!f || m_reading >= small_reads_per_peer || m_served >= small_fetch_max_files) {
       ++m_hub->counters.refused;
       send({false, index, std::nullopt});
       return;
     }
     ++m_reading;
+    ++m_served;
     m_hub->read_file(f->path, f->size, [w = weak_from_this(), index](std::optional<std::string> data) {
       auto self = w.lock();
       if (!self) return;
@@ -170,6 +171,7 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
   lt::bt_peer_connection_handle m_pc;
   int m_their_id = 0;
   int m_reading = 0;                      // its requests being read
+  int m_served = 0;                       // its requests taken (read), ever
   std::map<int, std::int64_t> m_wanted;   // asked of it: index -> size
   small_file_data m_got;
   std::function<void(small_file_data)> m_done;
@@ -208,12 +210,15 @@ class small_torrent final : public lt::torrent_plugin {
 
 small_files_plugin::small_files_plugin() = default;
 
-small_files_plugin::~small_files_plugin() {
+small_files_plugin::~small_files_plugin() { abort(); }
+
+void small_files_plugin::added(lt::session_handle const& s) { m_network = &lt::session_handle(s).get_context(); }
+
+void small_files_plugin::abort() {
+  // Reads still queued are dropped; the one running finishes (it only posts).
   m_reader.stop();
   m_reader.join();
 }
-
-void small_files_plugin::added(lt::session_handle const& s) { m_ses = s; }
 
 std::shared_ptr<lt::torrent_plugin> small_files_plugin::new_torrent(lt::torrent_handle const& h, lt::client_data_t) {
   std::erase_if(m_torrents, [](auto const& kv) { return kv.second.expired(); });
@@ -249,8 +254,8 @@ small_files_plugin::served_file const* small_files_plugin::served(lt::torrent_ha
 }
 
 void small_files_plugin::read_file(std::string path, std::int64_t size, std::function<void(std::optional<std::string>)> then) {
-  if (!m_ses) return;
-  boost::asio::post(m_reader, [ses = *m_ses, path = std::move(path), size, then = std::move(then)]() mutable {
+  if (!m_network) return;
+  boost::asio::post(m_reader, [network = m_network, path = std::move(path), size, then = std::move(then)]() mutable {
     std::optional<std::string> data;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     struct stat st {};
@@ -266,7 +271,7 @@ void small_files_plugin::read_file(std::string path, std::int64_t size, std::fun
       if (got == buf.size()) data = std::move(buf);
     }
     if (fd >= 0) ::close(fd);
-    boost::asio::post(ses.get_context(), [then = std::move(then), data = std::move(data)]() mutable { then(std::move(data)); });
+    boost::asio::post(*network, [then = std::move(then), data = std::move(data)]() mutable { then(std::move(data)); });
   });
 }
 

@@ -2,7 +2,9 @@
 // runs without a DHT and with a 10-minute polling interval, so whatever arrives within seconds
 // arrived by push.
 #include <catch2/catch.hpp>
+#include <libtorrent/torrent_info.hpp>
 #include <fstream>
+#include <optional>
 #include <random>
 
 #include "crypto/base32.hpp"
@@ -247,6 +249,64 @@ TEST_CASE("push rides the beacon connection only; a version's connections close 
   // A notice still travels (on the beacon connection).
   REQUIRE(l[0].cli({"notice", "post", "after the versions closed"}).code == 0);
   CHECK(test::wait_until([&] { return has_notice(b, "after the versions closed"); }, 10s));
+}
+
+TEST_CASE("small files: a node sends a complete version's small files whole, refuses the rest, and drops a peer that answers "
+          "what it never asked or sends garbage",
+          "[swarm][push][small]") {
+  test::temp_dir base;
+  make_site(base / "site");  // index.html (a few dozen bytes) and articles/a.bin (256 KiB: not small)
+  test::swarm_node a("a", base.path());
+  a.start({});
+  auto published = a.cli_json({"publish", (base / "site").string(), "--site", "news"});
+  // The file indices, from the same torrent made here.
+  fs::create_directories(base / "ref");
+  fs::copy(base / "site", base / "ref" / "news", fs::copy_options::recursive);
+  auto built = net::make_torrent(base / "ref", "news", nullptr);
+  REQUIRE(built);
+  REQUIRE(net::to_hex(built->ih2) == published["infohash"].get<std::string>());
+  lt::error_code ec;
+  lt::torrent_info ti(built->torrent, ec, lt::from_span);
+  REQUIRE_FALSE(ec);
+  int page_index = -1, big_index = -1;
+  for (auto i : ti.files().file_range()) {
+    if (ti.files().file_name(i) == "index.html") page_index = static_cast<int>(i);
+    if (ti.files().file_name(i) == "a.bin") big_index = static_cast<int>(i);
+  }
+  REQUIRE(page_index >= 0);
+  REQUIRE(big_index >= 0);
+  std::ifstream in(base / "site" / "index.html", std::ios::binary);
+  std::string page(std::istreambuf_iterator<char>(in), {});
+  auto answer = [](int index, std::optional<std::string> const& data) {
+    return data ? "d1:d" + std::to_string(data->size()) + ":" + *data + "1:fi" + std::to_string(index) + "ee"
+                : "d1:fi" + std::to_string(index) + "ee";
+  };
+  auto ask = [](test::bt_peer& p, int index) {
+    REQUIRE(p.send_extended(p.file_id(), "d1:qi" + std::to_string(index) + "ee"));
+    return p.next_extended(32);
+  };
+
+  test::bt_peer peer(a.endpoint(), ih2_of(published));
+  REQUIRE(peer.file_id() != 0);
+  // The version is served once the node has it complete, a moment after publish answers.
+  bool sent = test::wait_until([&] { return ask(peer, page_index) == answer(page_index, page); }, 10s);
+  REQUIRE(sent);
+  CHECK(ask(peer, big_index) == answer(big_index, std::nullopt));  // over 64 KiB
+  CHECK(ask(peer, 9999) == answer(9999, std::nullopt));            // no such file
+  // An answer to a question never asked: the node hangs up.
+  REQUIRE(peer.send_extended(peer.file_id(), answer(page_index, "x")));
+  CHECK(peer.closed_by_node(5s));
+  // Garbage, and a message over the bound: the same.
+  test::bt_peer garbage(a.endpoint(), ih2_of(published));
+  REQUIRE(garbage.send_extended(garbage.file_id(), "this is not bencoding"));
+  CHECK(garbage.closed_by_node(5s));
+  test::bt_peer oversized(a.endpoint(), ih2_of(published));
+  REQUIRE(oversized.send_extended(oversized.file_id(), answer(page_index, std::string(100 * 1024, 'x'))));
+  CHECK(oversized.closed_by_node(5s));
+  // The node goes on serving others.
+  test::bt_peer later(a.endpoint(), ih2_of(published));
+  CHECK(ask(later, page_index) == answer(page_index, page));
+  a.stop();
 }
 
 TEST_CASE("forged, replayed, oversized and flooded push messages are refused; a real notice still gets through", "[swarm][push]") {

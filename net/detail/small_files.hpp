@@ -6,7 +6,7 @@
 // moves 32 KiB, a changed 1 KiB page 16 KiB. A node taking in a version asks one peer of it for
 // the small files it lacks, whole, checks each against its merkle root in the torrent and places
 // it beside the unchanged files; what does not arrive is fetched by libtorrent as usual. A node
-// answers only for files it has (their piece verified) of at most small_file_max bytes.
+// answers only for the files of at most small_file_max bytes of the versions it holds complete.
 //
 // Threads: libtorrent calls the plugin on its network thread, and fetch() must be called there.
 // A file asked for is read on the plugin's own thread, never on the network thread.
@@ -15,6 +15,8 @@
 #include <libtorrent/extensions.hpp>
 #include <libtorrent/session_handle.hpp>
 #include <libtorrent/torrent_handle.hpp>
+
+#include <boost/asio/io_context.hpp>
 
 #include <boost/asio/thread_pool.hpp>
 
@@ -35,7 +37,9 @@ inline constexpr char small_file_extension[] = "outlast_file";
 constexpr std::int64_t small_file_max = 64 * 1024;  // bytes of one file sent whole
 constexpr int small_reads_per_peer = 64;              // a peer's requests being read at once
 constexpr std::int64_t small_block = 16 * 1024;       // BEP 52's block: libtorrent's request unit
-// A version asks a peer for at most this much; a larger change goes through the swarm alone.
+// A version asks a peer for at most this much; a larger change goes through the swarm alone. A
+// connection is answered at most as many files as an honest peer asks for (these bytes bypass
+// libtorrent's upload rate limits and send buffer watermark).
 constexpr int small_fetch_max_files = 128;
 constexpr std::int64_t small_fetch_max_bytes = 2 << 20;
 // How long a version waits for the peer's answers before the swarm fetches them instead.
@@ -74,6 +78,8 @@ class small_files_plugin final : public lt::plugin, public std::enable_shared_fr
   ~small_files_plugin() override;
 
   void added(lt::session_handle const& s) override;
+  // The session is closing: no file is read, and nothing posted to its io_context, after this.
+  void abort() override;
   std::shared_ptr<lt::torrent_plugin> new_torrent(lt::torrent_handle const& h, lt::client_data_t) override;
 
   // Asks one connected peer of `version` that speaks the extension (a seed if there is one) for
@@ -99,7 +105,7 @@ class small_files_plugin final : public lt::plugin, public std::enable_shared_fr
   void read_file(std::string path, std::int64_t size, std::function<void(std::optional<std::string>)> then);
 
  private:
-  std::optional<lt::session_handle> m_ses;
+  boost::asio::io_context* m_network = nullptr;  // libtorrent's; outlives the plugin's reads (abort)
   boost::asio::thread_pool m_reader{1};
   std::map<lt::torrent_handle, std::weak_ptr<small_torrent>> m_torrents;
   std::map<lt::torrent_handle, std::map<int, served_file>> m_served;

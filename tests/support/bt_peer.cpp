@@ -58,14 +58,17 @@ bt_peer::bt_peer(std::string const& endpoint, std::array<std::uint8_t, 32> const
   read_exactly(m_socket.native_handle(), theirs.data(), theirs.size());
   if (theirs.compare(1, 19, "BitTorrent protocol") != 0) throw std::runtime_error("not a BitTorrent handshake");
   if (!(theirs[25] & 0x10)) throw std::runtime_error("the node does not offer extension messages");
-  send_raw(frame(std::string{char(20), char(0)} + "d1:md12:outlast_pushi31eee"));
+  send_raw(frame(std::string{char(20), char(0)} + "d1:md12:outlast_filei32e12:outlast_pushi31eee"));
   for (int i = 0; i < 20; ++i) {
     auto m = read_message();
     if (m.size() < 2 || m[0] != 20 || m[1] != 0) continue;
     lt::error_code ec;
     auto h = lt::bdecode({m.data() + 2, static_cast<std::ptrdiff_t>(m.size() - 2)}, ec);
     if (ec) throw std::runtime_error("bad extension handshake");
-    if (auto d = h.dict_find_dict("m")) m_push_id = static_cast<int>(d.dict_find_int_value("outlast_push", 0));
+    if (auto d = h.dict_find_dict("m")) {
+      m_push_id = static_cast<int>(d.dict_find_int_value("outlast_push", 0));
+      m_file_id = static_cast<int>(d.dict_find_int_value("outlast_file", 0));
+    }
     return;
   }
   throw std::runtime_error("no extension handshake from the node");
@@ -86,6 +89,21 @@ std::string bt_peer::read_message() {
 
 bool bt_peer::send_push(std::string const& payload) {
   return send_raw(frame(std::string{char(20), static_cast<char>(m_push_id)} + payload));
+}
+
+bool bt_peer::send_extended(int id, std::string const& payload) {
+  return send_raw(frame(std::string{char(20), static_cast<char>(id)} + payload));
+}
+
+std::optional<std::string> bt_peer::next_extended(int our_id) {
+  try {
+    for (;;) {
+      auto m = read_message();
+      if (m.size() >= 2 && m[0] == 20 && static_cast<unsigned char>(m[1]) == our_id) return m.substr(2);
+    }
+  } catch (std::runtime_error const&) {
+    return std::nullopt;
+  }
 }
 
 bool bt_peer::send_raw(std::string const& bytes) {
