@@ -535,15 +535,9 @@ struct session::impl : std::enable_shared_from_this<impl> {
     }
     auto ti = h.torrent_file();
     if (!ti) return;
-    std::map<int, detail::small_files_plugin::served_file> served;
-    auto const& files = ti->files();
-    for (auto i : files.file_range()) {
-      auto const size = files.file_size(i);
-      if (files.pad_file_at(i) || size == 0 || size > detail::small_file_max || size > ti->piece_length()) continue;
-      served[static_cast<int>(i)] = {(e.spec.save_path / files.file_path(i)).string(), size};
-    }
-    if (served.empty()) return;
-    on_small_files_thread([h, served = std::move(served)](detail::small_files_plugin& hub) mutable { hub.serve(h, std::move(served)); });
+    on_small_files_thread([h, save_path = e.spec.save_path.string(), ti = std::move(ti)](detail::small_files_plugin& hub) mutable {
+      hub.serve(h, std::move(save_path), std::move(ti));
+    });
   }
 
   void connect_static_peers(lt::torrent_handle const& h) {

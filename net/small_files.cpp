@@ -115,7 +115,7 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
 
  private:
   void serve(int index) {
-    auto const* f = m_hub->served(m_version, index);
+    auto f = m_hub->served(m_version, index);
     if (!f || m_reading >= small_reads_per_peer || m_served >= small_fetch_max_files) {
       ++m_hub->counters.refused;
       send({false, index, std::nullopt});
@@ -239,18 +239,23 @@ bool small_files_plugin::fetch(lt::torrent_handle const& version, std::vector<sm
   return true;
 }
 
-void small_files_plugin::serve(lt::torrent_handle const& version, std::map<int, served_file> files) {
+void small_files_plugin::serve(lt::torrent_handle const& version, std::string save_path, std::shared_ptr<lt::torrent_info const> ti) {
   std::erase_if(m_served, [](auto const& kv) { return !kv.first.is_valid(); });
-  m_served[version] = std::move(files);
+  m_served[version] = {std::move(save_path), std::move(ti)};
 }
 
 void small_files_plugin::withdraw(lt::torrent_handle const& version) { m_served.erase(version); }
 
-small_files_plugin::served_file const* small_files_plugin::served(lt::torrent_handle const& version, int index) const {
+std::optional<small_files_plugin::served_file> small_files_plugin::served(lt::torrent_handle const& version, int index) const {
   auto it = m_served.find(version);
-  if (it == m_served.end()) return nullptr;
-  auto f = it->second.find(index);
-  return f == it->second.end() ? nullptr : &f->second;
+  if (it == m_served.end() || !it->second.ti) return std::nullopt;
+  auto const& ti = *it->second.ti;
+  auto const& files = ti.files();
+  auto const file = lt::file_index_t{index};
+  if (file >= files.end_file()) return std::nullopt;  // index >= 0: the decoder refuses negatives
+  auto const size = files.file_size(file);
+  if (files.pad_file_at(file) || size == 0 || size > small_file_max || size > ti.piece_length()) return std::nullopt;
+  return served_file{it->second.save_path + "/" + files.file_path(file), size};
 }
 
 void small_files_plugin::read_file(std::string path, std::int64_t size, std::function<void(std::optional<std::string>)> then) {

@@ -401,10 +401,46 @@ void node::impl::drop_queued_fetch(site_id const& s) {
   queued_fetches.erase(s);  // its place in fetch_queue is skipped
 }
 
+bool node::impl::retire_same_content(site_id const& s, net::info_hash2 const& ih2, std::int64_t seq, bool hand_over) {
+  std::optional<storage::version_record> old;
+  for (auto const& v : load_site(s).versions)
+    if (v.seq < seq && v.ih2 == ih2) old = v;
+  if (!old) return false;
+  if (seeding.erase(ih2)) session->remove_version(ih2, false);
+  if (fetching.erase(ih2)) session->remove_version(ih2, true);
+  auto st = store->write([&](storage::txn& t) -> status {
+    if (auto e = t.erase_version(s.key, s.site, old->seq); !e) return e;
+    return t.erase_blob(pointer_space, pointer_id(s, old->seq));  // the resume data, by info-hash, stays
+  });
+  if (!st) log.error("store", "cannot drop version " + std::to_string(old->seq) + " of " + s.address() + ": " + st.err().message);
+  std::error_code ec;
+  auto from = version_dir(s, old->seq), to = version_dir(s, seq);
+  bool handed = false;
+  if (hand_over && old->complete && !published_in_place(s, old->seq)) {
+    fs::remove_all(to, ec);
+    fs::rename(from, to, ec);
+    handed = !ec;
+    if (handed) fs::rename(from.string() + ".torrent", to.string() + ".torrent", ec);
+  }
+  if (!handed) fs::remove_all(from, ec);
+  fs::remove(from.string() + ".torrent", ec);
+  log.info("sites", s.address() + ": version " + std::to_string(seq) + " has the content of version " + std::to_string(old->seq) +
+                        " (a revert), which gives way to it" + (handed ? " with its files" : ""));
+  return true;
+}
+
 void node::impl::start_fetch(site_id const& s, site_snapshot const& snap, std::int64_t seq, crypto::pointer const& p) {
   auto const& rec = snap.record;
   net::version_spec spec;
   spec.ih2 = ih2_of(p.ih2);
+  if (auto other = seeding.find(spec.ih2); other != seeding.end() && other->second != s) {
+    // One torrent per info-hash: the same content under two sites is seeded for the first only.
+    site_errors[s] = "version " + std::to_string(seq) + " has the same content as " + other->second.address() +
+                     ", which this node holds; only one of the two can be mirrored here";
+    log.warn("sites", s.address() + ": " + site_errors[s]);
+    return;
+  }
+  retire_same_content(s, spec.ih2, seq, true);
   spec.save_path = version_dir(s, seq);
   spec.max_size = std::max<std::int64_t>(p.size, 0) + (std::int64_t(1) << 20);  // the signed size, a little slack
   apply_site_rates(snap, spec);
@@ -432,13 +468,16 @@ void node::impl::start_fetch(site_id const& s, site_snapshot const& snap, std::i
   }
   std::error_code ec;
   fs::create_directories(spec.save_path, ec);
+  // Recorded first: a version whose files are all here already (a revert handed them over) may
+  // report itself finished while it is added.
+  fetching[spec.ih2] = fetch{s, seq, spec.ih2};
   if (auto added = session->add_version(spec); !added) {
+    fetching.erase(spec.ih2);
     site_errors[s] = added.err().message;
     log.error("sites", s.address() + " version " + std::to_string(seq) + ": " + added.err().message);
     return;
   }
   site_errors.erase(s);
-  fetching[spec.ih2] = fetch{s, seq, spec.ih2};
   log.info("sites", "fetching " + s.address() + " version " + std::to_string(seq) + " (" + std::to_string(p.size) + " bytes, " +
                         magnet(spec.ih2) + ")");
 }
@@ -754,6 +793,12 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
     log.info("publish", s.address() + ": unchanged since version " + std::to_string(latest->seq));
     return respond(json_response(200, out));
   }
+  if (auto other = seeding.find(built.ih2); other != seeding.end() && other->second != s) {
+    // One torrent per info-hash: the same content under two sites could be seeded for one only.
+    fs::remove_all(staging, ec);
+    return respond(json_error(409, "these files are exactly those of " + other->second.address() +
+                                       ", which this node holds; publish them under one site only"));
+  }
   auto final_dir = version_dir(s, seq);
   fs::remove_all(final_dir, ec);
   fs::rename(staging, final_dir, ec);
@@ -777,6 +822,7 @@ void node::impl::finish_publish(site_id s, std::int64_t seq, std::shared_ptr<cry
   });
   if (!st) return respond(json_error(500, "cannot record the new version: " + st.err().message));
 
+  retire_same_content(s, built.ih2, seq, false);  // a revert: this version's own copy takes over
   net::version_spec spec;
   spec.ih2 = built.ih2;
   spec.save_path = final_dir;

@@ -608,6 +608,70 @@ TEST_CASE("an update of small pages moves their bytes and no more: each comes wh
   c.stop();
 }
 
+TEST_CASE("a revert: a version with the content of an older one takes its place on publisher and mirror, and both go on "
+          "serving it",
+          "[swarm][revert]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 3);
+  test::swarm_node a("a", base.path()), b("b", base.path()), c("c", base.path()), d("d", base.path());
+  a.start({});
+  b.start({a.endpoint()});
+  auto v1 = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  auto address = v1["address"].get<std::string>();
+  REQUIRE(b.cli({"follow", address}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 60s));
+  // A mistake, published, then put back as it was.
+  std::string original;
+  {
+    std::ifstream in(site_dir / "index.html", std::ios::binary);
+    original.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::ofstream(site_dir / "index.html", std::ios::binary) << "<!doctype html><title>News</title><h1>A mistake</h1>\n";
+  REQUIRE(a.cli_json({"publish", site_dir.string(), "--site", "news"})["version"] == 2);
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 2); }, 60s));
+  std::ofstream(site_dir / "index.html", std::ios::binary) << original;
+  auto v3 = a.cli_json({"publish", site_dir.string(), "--site", "news"});
+  CHECK(v3["version"] == 3);
+  CHECK(v3["unchanged"] == false);
+  CHECK(v3["infohash"] == v1["infohash"]);
+  bool reverted = test::wait_until([&] { return has_version(b, address, 3); }, 60s);
+  INFO("a:\n" << a.log() << "\nb:\n" << b.log());
+  REQUIRE(reverted);
+  CHECK(same_tree(site_dir, mirrored_files(b, address, 3)));
+  CHECK(b.site(address)["downloaded"] == 0);  // version 1's files, handed over
+  CHECK(b.log().find("version 3 has the content of version 1 (a revert), which gives way to it with its files") != std::string::npos);
+  CHECK(a.log().find("version 3 has the content of version 1 (a revert)") != std::string::npos);
+  CHECK_FALSE(fs::exists(mirrored_files(b, address, 1)));
+  // Both still serve it: a newcomer who knows only the publisher, then, with the publisher gone
+  // and the mirror restarted, one who knows only the mirror.
+  newcomer_gets(c, {a.endpoint()}, a, address, 3, site_dir);
+  c.stop();
+  a.stop();
+  b.stop();
+  b.start({});
+  REQUIRE(test::wait_until([&] { return has_version(b, address, 3); }, 30s));
+  newcomer_gets(d, {b.endpoint()}, b, address, 3, site_dir);
+  b.stop();
+  d.stop();
+}
+
+TEST_CASE("the same files under the same site name of two keys (one torrent): the second is refused with the reason",
+          "[swarm][revert]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 1);
+  test::swarm_node a("a", base.path());
+  a.start({});
+  REQUIRE(a.cli({"key", "new", "second"}).code == 0);
+  REQUIRE(a.cli({"publish", site_dir.string(), "--site", "news"}).code == 0);
+  // The torrent names its folder after the site, not the key: both would be one info-hash.
+  auto twice = a.cli({"publish", site_dir.string(), "--site", "news", "--key", "second"});
+  CHECK(twice.code != 0);
+  CHECK(twice.err.find("exactly those of") != std::string::npos);
+  a.stop();
+}
+
 TEST_CASE("an offline bundle carries a site and its notices to a node with no network; tampered or truncated ones are refused",
           "[swarm][bundle]") {
   test::temp_dir base;

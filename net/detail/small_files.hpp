@@ -15,6 +15,7 @@
 #include <libtorrent/extensions.hpp>
 #include <libtorrent/session_handle.hpp>
 #include <libtorrent/torrent_handle.hpp>
+#include <libtorrent/torrent_info.hpp>
 
 #include <boost/asio/io_context.hpp>
 
@@ -87,19 +88,19 @@ class small_files_plugin final : public lt::plugin, public std::enable_shared_fr
   // gone, with what came. False, and `done` never called, when no peer speaks it.
   bool fetch(lt::torrent_handle const& version, std::vector<small_file> const& files, std::function<void(small_file_data)> done);
 
-  // What this node answers for `version` (complete): its small files, index -> (path, size).
-  // serve() again replaces the list; withdraw() ends it.
-  struct served_file {
-    std::string path;
-    std::int64_t size = 0;
-  };
-  void serve(lt::torrent_handle const& version, std::map<int, served_file> files);
+  // `version` is complete under `save_path`: peers get its small files (`files`: the torrent's
+  // own metadata, read on the network thread only). withdraw() ends it.
+  void serve(lt::torrent_handle const& version, std::string save_path, std::shared_ptr<lt::torrent_info const> files);
   void withdraw(lt::torrent_handle const& version);
 
   small_counters counters;
 
-  // For the peer plugins.
-  served_file const* served(lt::torrent_handle const& version, int index) const;
+  // For the peer plugins: the path and size of file `index` of `version` if it is served.
+  struct served_file {
+    std::string path;
+    std::int64_t size = 0;
+  };
+  std::optional<served_file> served(lt::torrent_handle const& version, int index) const;
   // Reads `path` (expected `size` bytes) on the plugin's thread and hands the bytes (nullopt if
   // it cannot) to `then` on the network thread.
   void read_file(std::string path, std::int64_t size, std::function<void(std::optional<std::string>)> then);
@@ -108,7 +109,11 @@ class small_files_plugin final : public lt::plugin, public std::enable_shared_fr
   boost::asio::io_context* m_network = nullptr;  // libtorrent's; outlives the plugin's reads (abort)
   boost::asio::thread_pool m_reader{1};
   std::map<lt::torrent_handle, std::weak_ptr<small_torrent>> m_torrents;
-  std::map<lt::torrent_handle, std::map<int, served_file>> m_served;
+  struct served_version {
+    std::string save_path;
+    std::shared_ptr<lt::torrent_info const> ti;
+  };
+  std::map<lt::torrent_handle, served_version> m_served;
 };
 
 }  // namespace outlast::net::detail

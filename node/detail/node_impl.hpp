@@ -185,6 +185,11 @@ struct node::impl {
   // max-fetches run, else in turn (start_queued_fetches).
   void consider_pointer(site_id const& s, std::int64_t seq, crypto::pointer const& p);
   void start_fetch(site_id const& s, site_snapshot const& snap, std::int64_t seq, crypto::pointer const& p);
+  // A new version `seq` of `s` with the content (info-hash) of an older version held here: a
+  // revert. libtorrent holds one torrent per info-hash, so the older version gives way: out of
+  // the swarm, its record and pointer dropped, and its files handed to the new version's folder
+  // (`hand_over`: a fetch then has nothing to download) or deleted. False if there is none.
+  bool retire_same_content(site_id const& s, net::info_hash2 const& ih2, std::int64_t seq, bool hand_over);
   void start_queued_fetches();
   void drop_queued_fetch(site_id const& s);
   void on_version_finished(net::info_hash2 const& ih2);
