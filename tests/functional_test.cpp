@@ -252,7 +252,12 @@ TEST_CASE("publish, follow and sites: a user's mistakes get clear errors", "[fun
   auto locked = outlast({"publish", site.string(), "--site", "notes", "--key", "locked"});
   CHECK(locked.code == 2);
   CHECK(locked.err.find("passphrase") != std::string::npos);
-  CHECK(outlast({"publish", site.string(), "--site", "notes", "--key", "locked", "--passphrase-file",
+  // (Other files: a one-file site's torrent is named after its file, so the same page under two
+  // sites would be one torrent, which a node holds for one site only.)
+  auto notes = outlast.dir / "notes";
+  std::filesystem::create_directories(notes);
+  { std::ofstream(notes / "index.html") << "<h1>notes</h1>"; }
+  CHECK(outlast({"publish", notes.string(), "--site", "notes", "--key", "locked", "--passphrase-file",
                  (outlast.dir / "pw").string()}).code == 0);
 
   auto sites = json::parse(outlast({"sites", "--json"}).out);
