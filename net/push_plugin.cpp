@@ -38,13 +38,10 @@ class push_peer final : public lt::peer_plugin, public std::enable_shared_from_t
   void add_handshake(lt::entry& e) override { e["m"][push_extension_name] = local_msg_id; }
 
   bool on_extension_handshake(lt::bdecode_node const& h) override {
-    if (h.type() != lt::bdecode_node::dict_t) return false;
-    auto m = h.dict_find_dict("m");
-    if (!m) return false;
-    auto id = m.dict_find_int_value(push_extension_name, 0);
-    if (id <= 0 || id > 255) return false;  // the peer does not speak push: this plugin goes away
+    auto id = extension_id(h, push_extension_name);
+    if (id == 0) return false;  // the peer does not speak push: this plugin goes away
     bool first = m_their_id == 0;
-    m_their_id = static_cast<int>(id);
+    m_their_id = id;
     if (first) {
       m_ref = m_hub->attach(shared_from_this());
       m_who = describe(m_pc.remote());

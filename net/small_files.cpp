@@ -72,13 +72,8 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
   void add_handshake(lt::entry& e) override { e["m"][small_file_extension] = local_msg_id; }
 
   bool on_extension_handshake(lt::bdecode_node const& h) override {
-    if (h.type() != lt::bdecode_node::dict_t) return false;
-    auto m = h.dict_find_dict("m");
-    if (!m) return false;
-    auto id = m.dict_find_int_value(small_file_extension, 0);
-    if (id <= 0 || id > 255) return false;  // the peer does not speak it: this plugin goes away
-    m_their_id = static_cast<int>(id);
-    return true;
+    m_their_id = extension_id(h, small_file_extension);
+    return m_their_id != 0;  // false: the peer does not speak it, and this plugin goes away
   }
 
   void on_disconnect(lt::error_code const&) override { finish(); }

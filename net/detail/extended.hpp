@@ -1,6 +1,7 @@
 // A BEP 10 extended message on a BitTorrent connection. Network thread only.
 #pragma once
 
+#include <libtorrent/bdecode.hpp>
 #include <libtorrent/peer_connection_handle.hpp>
 
 #include <cstdint>
@@ -20,6 +21,16 @@ inline void send_extended(lt::bt_peer_connection_handle& pc, int their_id, std::
   frame[5] = static_cast<char>(their_id);
   frame += payload;
   pc.send_buffer(frame.data(), static_cast<int>(frame.size()));
+}
+
+// The id a peer's extension handshake gives extension `name`; 0 when it does not speak it (or
+// the handshake is malformed).
+inline int extension_id(lt::bdecode_node const& handshake, char const* name) {
+  if (handshake.type() != lt::bdecode_node::dict_t) return 0;
+  auto m = handshake.dict_find_dict("m");
+  if (!m) return 0;
+  auto id = m.dict_find_int_value(name, 0);
+  return id <= 0 || id > 255 ? 0 : static_cast<int>(id);
 }
 
 }  // namespace outlast::net::detail
