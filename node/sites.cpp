@@ -435,9 +435,10 @@ void node::impl::start_fetch(site_id const& s, site_snapshot const& snap, std::i
   spec.ih2 = ih2_of(p.ih2);
   if (auto other = seeding.find(spec.ih2); other != seeding.end() && other->second != s) {
     // One torrent per info-hash: the same content under two sites is seeded for the first only.
-    site_errors[s] = "version " + std::to_string(seq) + " has the same content as " + other->second.address() +
-                     ", which this node holds; only one of the two can be mirrored here";
-    log.warn("sites", s.address() + ": " + site_errors[s]);
+    auto why = "version " + std::to_string(seq) + " has the same content as " + other->second.address() +
+               ", which this node holds; only one of the two can be mirrored here";
+    if (site_errors[s] != why) log.warn("sites", s.address() + ": " + why);  // once, not at every poll
+    site_errors[s] = why;
     return;
   }
   retire_same_content(s, spec.ih2, seq, true);

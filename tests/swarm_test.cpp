@@ -672,6 +672,35 @@ TEST_CASE("the same files under the same site name of two keys (one torrent): th
   a.stop();
 }
 
+TEST_CASE("a mirror following two keys' sites that are one torrent mirrors the first and says why not the second",
+          "[swarm][revert]") {
+  test::temp_dir base;
+  auto site_dir = base / "site";
+  make_site(site_dir, 1);
+  test::swarm_node a1("a1", base.path()), a2("a2", base.path()), b("b", base.path());
+  a1.start({});
+  a2.start({a1.endpoint()});
+  b.start({a1.endpoint(), a2.endpoint()});
+  // Two publishers, the same files under the same site name: one info-hash.
+  auto p1 = a1.cli_json({"publish", site_dir.string(), "--site", "news"});
+  auto p2 = a2.cli_json({"publish", site_dir.string(), "--site", "news"});
+  REQUIRE(p1["address"] != p2["address"]);
+  REQUIRE(p1["infohash"] == p2["infohash"]);
+  auto first = p1["address"].get<std::string>(), second = p2["address"].get<std::string>();
+  REQUIRE(b.cli({"follow", first}).code == 0);
+  REQUIRE(test::wait_until([&] { return has_version(b, first, 1); }, 60s));
+  REQUIRE(b.cli({"follow", second}).code == 0);
+  bool told = test::wait_until([&] {
+    auto s = b.site(second);
+    return !s.is_null() && s.contains("error") && s["error"].get<std::string>().find("same content as " + first) != std::string::npos;
+  }, 60s);
+  INFO("b:\n" << b.log());
+  CHECK(told);
+  CHECK(has_version(b, first, 1));
+  CHECK(same_tree(site_dir, mirrored_files(b, first, 1)));
+  for (auto* n : {&a1, &a2, &b}) n->stop();
+}
+
 TEST_CASE("an offline bundle carries a site and its notices to a node with no network; tampered or truncated ones are refused",
           "[swarm][bundle]") {
   test::temp_dir base;
