@@ -1047,6 +1047,11 @@ push_stats session::push_counters() const {
   return out;
 }
 
+small_file_stats session::small_file_counters() const {
+  auto const& c = m_impl->small->counters;
+  return {c.served, c.bytes_served, c.refused, c.received};
+}
+
 std::string session::dht_node_id() const { return m_impl->node_id(); }
 
 void session::stop() {

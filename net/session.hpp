@@ -107,6 +107,14 @@ struct push_stats {
   std::int64_t dropped_bad = 0;   // oversized, malformed or forged: the peer was disconnected
 };
 
+// Small files sent or taken whole (net/detail/small_files.hpp), since start.
+struct small_file_stats {
+  std::int64_t served = 0;        // files sent to peers
+  std::int64_t bytes_served = 0;  // their bytes (not in libtorrent's upload counters)
+  std::int64_t refused = 0;       // peers' requests answered with no file
+  std::int64_t received = 0;      // files that came from peers (before the check against the torrent)
+};
+
 // Errors: invalid_argument naming the bad entry.
 status validate_endpoint(std::string const& text, bool require_ip_literal);
 
@@ -174,6 +182,7 @@ class session {
   void push_record(crypto::signed_item const& item, peer_ref except);
   void push_drop(peer_ref who, std::string reason);  // disconnects it
   push_stats push_counters() const;
+  small_file_stats small_file_counters() const;
 
   session_stats stats() const;  // refreshed about once a second
   std::string save_state() const;  // DHT node id and routing table, settings

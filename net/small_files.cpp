@@ -122,8 +122,12 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
       auto self = w.lock();
       if (!self) return;
       --self->m_reading;
-      if (data) ++self->m_hub->counters.served;
-      else ++self->m_hub->counters.refused;
+      if (data) {
+        ++self->m_hub->counters.served;
+        self->m_hub->counters.bytes_served += static_cast<std::int64_t>(data->size());
+      } else {
+        ++self->m_hub->counters.refused;
+      }
       self->send({false, index, std::move(data)});
     });
   }

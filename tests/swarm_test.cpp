@@ -595,6 +595,10 @@ TEST_CASE("an update of small pages moves their bytes and no more: each comes wh
     CHECK(n.log().find("as verified by the previous version") != std::string::npos);
   };
   check_update(b);
+  auto served = a.cli_json({"status"})["small_files"];
+  CHECK(served["served"] == 2);
+  CHECK(served["bytes_served"] == 25000);
+  CHECK(b.cli_json({"status"})["small_files"]["received"] == 2);
 
   // A mirror answers too: with the publisher gone, C comes back, learns of version 2 from B
   // and takes the two pages from it.

@@ -66,6 +66,7 @@ std::optional<small_message> decode_small_message(std::string_view body);
 
 struct small_counters {
   std::atomic<std::int64_t> served{0};    // files sent to peers
+  std::atomic<std::int64_t> bytes_served{0};
   std::atomic<std::int64_t> refused{0};   // requests answered with no file
   std::atomic<std::int64_t> received{0};  // files that came back (checked by the caller)
 };
