@@ -142,7 +142,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
       std::shared_ptr<lt::torrent_info const> ti;
       detail::placement placed;
       lt::add_torrent_params old;
-      std::vector<detail::small_file> asked;
+      std::size_t asked = 0;  // files asked for
       std::shared_ptr<boost::asio::steady_timer> timeout;
     };
     std::optional<small_wait> waiting_small;
@@ -169,19 +169,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
     return lt::client_data_t(tag.get());
   }
 
-  template <typename F>
-  void on_network_thread(F&& f) {
-    if (!ses || !push) return;
-    boost::asio::post(ses->get_context(), [w = std::weak_ptr<detail::push_plugin>(push), f = std::forward<F>(f)]() mutable {
-      if (auto hub = w.lock()) f(*hub);
-    });
-  }
-
-  // Runs `f` on libtorrent's network thread, with the small files plugin.
-  template <typename F>
-  void on_small_files_thread(F&& f) {
-    if (!ses) return;
-    boost::asio::post(ses->get_context(), [w = std::weak_ptr<detail::small_files_plugin>(small), f = std::forward<F>(f)]() mutable {
+  // Runs `f(plugin)` on libtorrent's network thread, where the plugins live; nothing when the
+  // session or the plugin is gone (push is off, say).
+  template <typename Plugin, typename F>
+  void on_network_thread(std::shared_ptr<Plugin> const& plugin, F&& f) {
+    if (!ses || !plugin) return;
+    boost::asio::post(ses->get_context(), [w = std::weak_ptr<Plugin>(plugin), f = std::forward<F>(f)]() mutable {
       if (auto hub = w.lock()) f(*hub);
     });
   }
@@ -277,7 +270,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     } else if (auto* ck = lt::alert_cast<lt::torrent_checked_alert>(a)) {
       if (auto st = status_of(ck->handle); st && st->is_finished) report_finished(ck->handle);
     } else if (auto* rm = lt::alert_cast<lt::torrent_removed_alert>(a)) {
-      on_small_files_thread([h = rm->handle](detail::small_files_plugin& hub) { hub.withdraw(h); });
+      on_network_thread(small, [h = rm->handle](detail::small_files_plugin& hub) { hub.withdraw(h); });
       on_removed(rm->info_hashes);
     } else if (auto* fc = lt::alert_cast<lt::file_completed_alert>(a)) {
       if (auto* e = entry_of(fc->handle); e && events.file_completed) events.file_completed(e->spec.ih2, static_cast<int>(fc->index));
@@ -379,10 +372,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
     std::int64_t bytes = 0;
     auto const& files = ti.files();
     for (auto i : files.file_range()) {
+      if (done.count(i) || !detail::sent_whole(ti, i) || files.file_size(i) % detail::small_block == 0) continue;
       auto const size = files.file_size(i);
-      if (files.pad_file_at(i) || size == 0 || done.count(i) || size > detail::small_file_max || size > ti.piece_length() ||
-          size % detail::small_block == 0)
-        continue;
       out.push_back({static_cast<int>(i), size});
       bytes += size;
     }
@@ -399,13 +390,13 @@ struct session::impl : std::enable_shared_from_this<impl> {
     timeout->async_wait([w, key, id](boost::system::error_code const& ec) {
       if (auto self = w.lock(); self && !ec) self->took_small_files(key, id, {});
     });
-    e.waiting_small = torrent_entry::small_wait{id, std::move(ti), std::move(placed), std::move(old), asked, timeout};
+    e.waiting_small = torrent_entry::small_wait{id, std::move(ti), std::move(placed), std::move(old), asked.size(), timeout};
     auto back = [w, key, id, &io = ioc](detail::small_file_data got) {
       boost::asio::post(io, [w, key, id, got = std::move(got)]() mutable {
         if (auto self = w.lock()) self->took_small_files(key, id, std::move(got));
       });
     };
-    on_small_files_thread([h, asked = std::move(asked), back](detail::small_files_plugin& hub) {
+    on_network_thread(small, [h, asked = std::move(asked), back](detail::small_files_plugin& hub) {
       if (!hub.fetch(h, asked, back)) back({});  // no peer speaks it: all through the swarm
     });
   }
@@ -435,10 +426,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
     }
     e.side_down += bytes;
     log(refused > 0 ? "warning" : "info",
-        "small files of " + to_hex(key) + ": " + std::to_string(taken) + " of " + std::to_string(wait.asked.size()) + " (" +
+        "small files of " + to_hex(key) + ": " + std::to_string(taken) + " of " + std::to_string(wait.asked) + " (" +
             std::to_string(bytes) + " bytes) came whole from a peer" +
             (refused > 0 ? ", " + std::to_string(refused) + " refused (not the published bytes)" : std::string()) +
-            (taken < static_cast<int>(wait.asked.size()) ? "; the swarm sends the rest" : ""));
+            (static_cast<std::size_t>(taken) < wait.asked ? "; the swarm sends the rest" : ""));
     if (!e.handle.is_valid()) return;
     place_rest(e, e.handle, *wait.ti, wait.placed, wait.old);
   }
@@ -453,8 +444,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
     // When the files on disk are exactly those placed from the previous version (and the small
     // files a peer sent, checked against their roots), nothing is read: they are the bytes that
     // version verified (hard links to them), and they come back as had, with their piece layers
-    // from its resume data. Hashing them again costs as long as
-    // hashing the whole site, on every mirror, for every update.
+    // from its resume data. Hashing them again costs as long as hashing the whole site, on every
+    // mirror, for every update.
     std::set<lt::file_index_t> placed_files;
     for (auto const& [file, old_file] : placed.files) placed_files.insert(file);
     bool any_on_disk = false, only_placed = true;
@@ -530,12 +521,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
   // unless its upload is rate-limited: those bytes would bypass the limit.
   void serve_small_files(torrent_entry const& e, lt::torrent_handle const& h) {
     if (e.spec.upload_limit > 0 || cfg.upload_rate_limit > 0) {
-      on_small_files_thread([h](detail::small_files_plugin& hub) { hub.withdraw(h); });
+      on_network_thread(small, [h](detail::small_files_plugin& hub) { hub.withdraw(h); });
       return;
     }
     auto ti = h.torrent_file();
     if (!ti) return;
-    on_small_files_thread([h, save_path = e.spec.save_path.string(), ti = std::move(ti)](detail::small_files_plugin& hub) mutable {
+    on_network_thread(small, [h, save_path = e.spec.save_path.string(), ti = std::move(ti)](detail::small_files_plugin& hub) mutable {
       hub.serve(h, std::move(save_path), std::move(ti));
     });
   }
@@ -1019,20 +1010,20 @@ std::string session::save_state() const {
 }
 
 void session::push_send(peer_ref to, std::vector<std::string> payloads) {
-  m_impl->on_network_thread([to, payloads = std::move(payloads)](detail::push_plugin& hub) {
+  m_impl->on_network_thread(m_impl->push, [to, payloads = std::move(payloads)](detail::push_plugin& hub) {
     for (auto const& pl : payloads) hub.send(to, pl);
   });
 }
 
 void session::push_record(crypto::signed_item const& item, peer_ref except) {
-  m_impl->on_network_thread([key = item.key, payload = encode_push_record(item), except](detail::push_plugin& hub) {
+  m_impl->on_network_thread(m_impl->push, [key = item.key, payload = encode_push_record(item), except](detail::push_plugin& hub) {
     hub.send_all(key, payload, except);
   });
 }
 
 void session::push_drop(peer_ref who, std::string reason) {
   m_impl->log("info", "disconnecting a push peer: " + reason);
-  m_impl->on_network_thread([who](detail::push_plugin& hub) { hub.drop(who); });
+  m_impl->on_network_thread(m_impl->push, [who](detail::push_plugin& hub) { hub.drop(who); });
 }
 
 push_stats session::push_counters() const {

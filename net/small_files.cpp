@@ -247,18 +247,16 @@ void small_files_plugin::withdraw(lt::torrent_handle const& version) { m_served.
 
 std::optional<small_files_plugin::served_file> small_files_plugin::served(lt::torrent_handle const& version, int index) const {
   auto it = m_served.find(version);
-  if (it == m_served.end() || !it->second.ti) return std::nullopt;
-  auto const& ti = *it->second.ti;
-  auto const& files = ti.files();
   auto const file = lt::file_index_t{index};
-  if (file >= files.end_file()) return std::nullopt;  // index >= 0: the decoder refuses negatives
-  auto const size = files.file_size(file);
-  if (files.pad_file_at(file) || size == 0 || size > small_file_max || size > ti.piece_length()) return std::nullopt;
-  return served_file{it->second.save_path + "/" + files.file_path(file), size};
+  if (it == m_served.end() || !it->second.ti || !sent_whole(*it->second.ti, file)) return std::nullopt;
+  auto const& files = it->second.ti->files();
+  return served_file{it->second.save_path + "/" + files.file_path(file), files.file_size(file)};
 }
 
 void small_files_plugin::read_file(std::string path, std::int64_t size, std::function<void(std::optional<std::string>)> then) {
   if (!m_network) return;
+  // Not crypto::read_small_file: O_NONBLOCK, so a FIFO put in a --no-copy publisher's directory
+  // cannot hang this thread, and the size must be the one the torrent says.
   boost::asio::post(m_reader, [network = m_network, path = std::move(path), size, then = std::move(then)]() mutable {
     std::optional<std::string> data;
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);

@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "crypto/records.hpp"
+#include "net/detail/small_files.hpp"
 #include "net/detail/torrent_checks.hpp"
 
 namespace outlast::net {
@@ -682,19 +683,14 @@ result<std::string> torrent_from_resume(lt::add_torrent_params const& atp, info_
 }
 
 bool small_file_matches(lt::torrent_info const& ti, lt::file_index_t f, std::string_view data) {
-  auto const& fs = ti.files();
-  if (f < fs.end_file() && f >= lt::file_index_t{0}) {
-    auto const size = fs.file_size(f);
-    if (fs.pad_file_at(f) || size != static_cast<std::int64_t>(data.size()) || size == 0 || size > ti.piece_length()) return false;
-    int const blocks = static_cast<int>((size + block_size - 1) / block_size);
-    std::vector<lt::sha256_hash> leaves(static_cast<std::size_t>(next_power_of_two(blocks)));
-    for (int b = 0; b < blocks; ++b) {
-      auto const off = static_cast<std::size_t>(b) * block_size;
-      leaves[static_cast<std::size_t>(b)] = lt::hasher256(data.data() + off, static_cast<int>(std::min<std::size_t>(block_size, data.size() - off))).final();
-    }
-    return merkle_root(std::move(leaves)) == fs.root(f);
+  if (!sent_whole(ti, f) || ti.files().file_size(f) != static_cast<std::int64_t>(data.size())) return false;
+  int const blocks = static_cast<int>((data.size() + block_size - 1) / block_size);
+  std::vector<lt::sha256_hash> leaves(static_cast<std::size_t>(next_power_of_two(blocks)));
+  for (int b = 0; b < blocks; ++b) {
+    auto const off = static_cast<std::size_t>(b) * block_size;
+    leaves[static_cast<std::size_t>(b)] = lt::hasher256(data.data() + off, static_cast<int>(std::min<std::size_t>(block_size, data.size() - off))).final();
   }
-  return false;
+  return merkle_root(std::move(leaves)) == ti.files().root(f);
 }
 
 bool write_small_file(fs::path const& path, std::string_view data) {

@@ -401,13 +401,12 @@ void node::impl::drop_queued_fetch(site_id const& s) {
   queued_fetches.erase(s);  // its place in fetch_queue is skipped
 }
 
-bool node::impl::retire_same_content(site_id const& s, net::info_hash2 const& ih2, std::int64_t seq, bool hand_over) {
+void node::impl::retire_same_content(site_id const& s, net::info_hash2 const& ih2, std::int64_t seq, bool hand_over) {
   std::optional<storage::version_record> old;
   for (auto const& v : load_site(s).versions)
     if (v.seq < seq && v.ih2 == ih2) old = v;
-  if (!old) return false;
-  if (seeding.erase(ih2)) session->remove_version(ih2, false);
-  if (fetching.erase(ih2)) session->remove_version(ih2, true);
+  if (!old) return;
+  leave_swarm(ih2);
   auto st = store->write([&](storage::txn& t) -> status {
     if (auto e = t.erase_version(s.key, s.site, old->seq); !e) return e;
     return t.erase_blob(pointer_space, pointer_id(s, old->seq));  // the resume data, by info-hash, stays
@@ -426,7 +425,6 @@ bool node::impl::retire_same_content(site_id const& s, net::info_hash2 const& ih
   fs::remove(from.string() + ".torrent", ec);
   log.info("sites", s.address() + ": version " + std::to_string(seq) + " has the content of version " + std::to_string(old->seq) +
                         " (a revert), which gives way to it" + (handed ? " with its files" : ""));
-  return true;
 }
 
 void node::impl::start_fetch(site_id const& s, site_snapshot const& snap, std::int64_t seq, crypto::pointer const& p) {
@@ -565,6 +563,11 @@ void node::impl::on_version_failed(net::info_hash2 const& ih2, std::string const
   }
 }
 
+void node::impl::leave_swarm(net::info_hash2 const& ih2) {
+  if (seeding.erase(ih2)) session->remove_version(ih2, false);
+  if (fetching.erase(ih2)) session->remove_version(ih2, true);
+}
+
 // Keeps the newest `keep-versions` complete versions, pinned ones, and anything newer being
 // fetched.
 std::int64_t node::impl::prune_versions(site_id const& s) {
@@ -596,9 +599,7 @@ std::int64_t node::impl::prune_versions(site_id const& s) {
   for (auto const& v : doomed) {
     freed += v.size;
     log.info("gc", "removing " + s.address() + " version " + std::to_string(v.seq) + " (keep-versions " + std::to_string(cfg.keep_versions) + ")");
-    // Out of the swarm first, then off the disk.
-    if (seeding.erase(v.ih2)) session->remove_version(v.ih2, false);
-    if (fetching.erase(v.ih2)) session->remove_version(v.ih2, true);
+    leave_swarm(v.ih2);  // out of the swarm first, then off the disk
     std::error_code ec;
     fs::remove_all(version_dir(s, v.seq), ec);
     fs::remove(version_dir(s, v.seq).string() + ".torrent", ec);

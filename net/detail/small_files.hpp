@@ -18,7 +18,6 @@
 #include <libtorrent/torrent_info.hpp>
 
 #include <boost/asio/io_context.hpp>
-
 #include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
@@ -45,6 +44,15 @@ constexpr int small_fetch_max_files = 128;
 constexpr std::int64_t small_fetch_max_bytes = 2 << 20;
 // How long a version waits for the peer's answers before the swarm fetches them instead.
 constexpr std::chrono::seconds small_fetch_timeout{5};
+
+// Whether file `f` of `ti` is one that peers send whole: a real file of at most small_file_max
+// bytes, within one piece (so its merkle root is the hash of its blocks alone).
+inline bool sent_whole(lt::torrent_info const& ti, lt::file_index_t f) {
+  auto const& files = ti.files();
+  if (f < lt::file_index_t{0} || f >= files.end_file() || files.pad_file_at(f)) return false;
+  auto const size = files.file_size(f);
+  return size > 0 && size <= small_file_max && size <= ti.piece_length();
+}
 
 struct small_file {
   int index = 0;

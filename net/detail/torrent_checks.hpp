@@ -41,7 +41,7 @@ struct placed_start {
   std::shared_ptr<lt::torrent_info> ti;
   lt::typed_bitfield<lt::piece_index_t> have;
 };
-// Whether `data` is file `f` of `ti` (a file of one piece): its size and merkle root.
+// Whether `data` is file `f` of `ti`, one sent whole (detail::sent_whole): its size and merkle root.
 bool small_file_matches(lt::torrent_info const& ti, lt::file_index_t f, std::string_view data);
 // Writes a checked small file at `path` (its folders made). False if it cannot.
 bool write_small_file(std::filesystem::path const& path, std::string_view data);

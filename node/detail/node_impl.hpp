@@ -188,8 +188,8 @@ struct node::impl {
   // A new version `seq` of `s` with the content (info-hash) of an older version held here: a
   // revert. libtorrent holds one torrent per info-hash, so the older version gives way: out of
   // the swarm, its record and pointer dropped, and its files handed to the new version's folder
-  // (`hand_over`: a fetch then has nothing to download) or deleted. False if there is none.
-  bool retire_same_content(site_id const& s, net::info_hash2 const& ih2, std::int64_t seq, bool hand_over);
+  // (`hand_over`: a fetch then has nothing to download) or deleted.
+  void retire_same_content(site_id const& s, net::info_hash2 const& ih2, std::int64_t seq, bool hand_over);
   void start_queued_fetches();
   void drop_queued_fetch(site_id const& s);
   void on_version_finished(net::info_hash2 const& ih2);
@@ -201,6 +201,8 @@ struct node::impl {
   void keep_torrent(net::info_hash2 const& ih2, std::string const& path, std::string const& resume);
   void on_version_failed(net::info_hash2 const& ih2, std::string const& message);
   std::int64_t prune_versions(site_id const& s);  // bytes freed
+  // A held version out of the swarm: seeded (files kept) or being fetched (its files deleted).
+  void leave_swarm(net::info_hash2 const& ih2);
 
   // quota.cpp
   std::int64_t site_limit(site_snapshot const& snap) const;  // bytes; 0: none
