@@ -543,8 +543,9 @@ int main(int argc, char** argv) {
               " its files of 1 MiB or more with O_DIRECT, so it can beat this);\n"
               " publish --no-copy seeds the directory itself: hashing on both cores, nothing copied. Every timed step\n"
               " starts with the filesystem's dirty pages written back (syncfs, not timed), so none pays for the one before.\n"
-              " A changed file of at most 64 KiB comes whole from a peer (net/detail/small_files.hpp); through the swarm alone a\n"
-              " changed 20 KB file would move 32 KiB: libtorrent 2.0 requests the block that ends a file whole, padding included.)\n",
+              " Files of up to 1 MiB come whole from a peer, on a first fetch and an update (net/detail/small_files.hpp); through\n"
+              " the swarm alone a changed 20 KB file would move 32 KiB: libtorrent 2.0 requests the block that ends a file whole,\n"
+              " padding included.)\n",
               runs, LIBTORRENT_VERSION);
   using outlast::bench::summary_row;
   auto site_name = std::string(small ? "small site" : "standard site");

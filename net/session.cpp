@@ -131,18 +131,24 @@ struct session::impl : std::enable_shared_from_this<impl> {
     // the pieces of the files placed from the previous version when they need no check.
     std::shared_ptr<lt::torrent_info> readd;
     lt::typed_bitfield<lt::piece_index_t> readd_have;
+    std::vector<lt::tcp::endpoint> readd_peers;  // connected when it was taken out: connected again
     bool finished_reported = false;
     // Bytes of small files fetched whole from a peer (net/detail/small_files.hpp): received
     // payload that libtorrent does not count.
     std::int64_t side_down = 0;
-    // A new version's metadata handled up to the files placed, waiting on a peer for its small
-    // changed files (or the timeout) before the rest of on_metadata.
+    // A new version's metadata handled up to the files placed, taking its small files from a
+    // peer (until it has answered them all, or a wait for its next answer times out) before the
+    // rest of on_metadata.
     struct small_wait {
       std::uint64_t id = 0;
       std::shared_ptr<lt::torrent_info const> ti;
       detail::placement placed;
       lt::add_torrent_params old;
-      std::size_t asked = 0;  // files asked for
+      std::size_t asked = 0;   // files asked for
+      std::size_t taken = 0;   // files that came and were written
+      int refused = 0;         // files that came and were not the published bytes
+      std::int64_t bytes = 0;  // of the files taken
+      std::chrono::steady_clock::time_point deadline;  // the swarm takes over then at the latest
       std::shared_ptr<boost::asio::steady_timer> timeout;
     };
     std::optional<small_wait> waiting_small;
@@ -155,6 +161,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     std::chrono::seconds nudge_after{5};
   };
   std::map<info_hash2, torrent_entry> torrents;
+  static std::int64_t taking_of(torrent_entry const& e) { return e.waiting_small ? e.waiting_small->bytes : 0; }
   std::shared_ptr<detail::push_plugin> push;  // null when push is off
   std::shared_ptr<detail::small_files_plugin> small = std::make_shared<detail::small_files_plugin>();
   std::uint64_t next_small_wait = 1;
@@ -351,33 +358,32 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (!ec && old.ti) {
         placed = detail::place_unchanged(*old.ti, e->spec.reuse_path, *ti, e->spec.save_path);
         e->reused = placed.bytes;
-        // An update: its small changed files come whole from a peer, if one answers soon.
-        auto asked = small_files_to_ask(*ti, placed);
-        if (!asked.empty()) {
-          ask_small_files(*e, h, std::move(ti), std::move(placed), std::move(old), std::move(asked));
-          return;
-        }
       }
+    }
+    // Its small files come whole from a peer, if one speaks the extension (a first fetch or an
+    // update alike); the rest of on_metadata then runs from small_files_done.
+    if (auto asked = small_files_to_ask(*e, *ti, placed); !asked.empty()) {
+      ask_small_files(*e, h, std::move(ti), std::move(placed), std::move(old), std::move(asked));
+      return;
     }
     place_rest(*e, h, *ti, placed, old);
   }
 
-  // The small files of `ti` a peer is asked for whole: not placed, of one piece, with a partial
-  // last block (a whole-block file moves no padding). None when there are too many: a large
-  // change goes through the swarm, which is faster for bulk.
-  static std::vector<detail::small_file> small_files_to_ask(lt::torrent_info const& ti, detail::placement const& placed) {
+  // The small files of `ti` a peer is asked for whole: not placed, not on disk already (a fetch
+  // interrupted by a crash checks those instead), of one piece. None when the version's download
+  // is rate-limited: these bytes would bypass the limit.
+  std::vector<detail::small_file> small_files_to_ask(torrent_entry const& e, lt::torrent_info const& ti, detail::placement const& placed) {
+    if (e.spec.download_limit > 0 || cfg.download_rate_limit > 0) return {};
     std::set<lt::file_index_t> done;
     for (auto const& [file, old_file] : placed.files) done.insert(file);
     std::vector<detail::small_file> out;
-    std::int64_t bytes = 0;
     auto const& files = ti.files();
     for (auto i : files.file_range()) {
-      if (done.count(i) || !detail::sent_whole(ti, i) || files.file_size(i) % detail::small_block == 0) continue;
-      auto const size = files.file_size(i);
-      out.push_back({static_cast<int>(i), size});
-      bytes += size;
+      if (done.count(i) || !detail::sent_whole(ti, i)) continue;
+      std::error_code ec;
+      if (std::filesystem::exists(e.spec.save_path / files.file_path(i), ec) || ec) continue;
+      out.push_back({static_cast<int>(i), files.file_size(i)});
     }
-    if (static_cast<int>(out.size()) > detail::small_fetch_max_files || bytes > detail::small_fetch_max_bytes) out.clear();
     return out;
   }
 
@@ -386,50 +392,74 @@ struct session::impl : std::enable_shared_from_this<impl> {
     auto id = next_small_wait++;
     auto key = e.spec.ih2;
     std::weak_ptr<impl> w = shared_from_this();
-    auto timeout = std::make_shared<boost::asio::steady_timer>(ioc, detail::small_fetch_timeout);
-    timeout->async_wait([w, key, id](boost::system::error_code const& ec) {
-      if (auto self = w.lock(); self && !ec) self->took_small_files(key, id, {});
-    });
-    e.waiting_small = torrent_entry::small_wait{id, std::move(ti), std::move(placed), std::move(old), asked.size(), timeout};
-    auto back = [w, key, id, &io = ioc](detail::small_file_data got) {
-      boost::asio::post(io, [w, key, id, got = std::move(got)]() mutable {
-        if (auto self = w.lock()) self->took_small_files(key, id, std::move(got));
+    auto timeout = std::make_shared<boost::asio::steady_timer>(ioc);
+    auto deadline = std::chrono::steady_clock::now() + detail::small_fetch_budget;
+    e.waiting_small = torrent_entry::small_wait{id, ti, std::move(placed), std::move(old), asked.size(), 0, 0, 0, deadline, timeout};
+    arm_small_timeout(key, *e.waiting_small);
+    log("info", "asking a peer for the " + std::to_string(asked.size()) + " small files of " + to_hex(key) + " whole");
+    auto on_io = [w, &io = ioc](auto f) {
+      boost::asio::post(io, [w, f = std::move(f)]() mutable {
+        if (auto self = w.lock()) f(*self);
       });
     };
-    on_network_thread(small, [h, asked = std::move(asked), back](detail::small_files_plugin& hub) {
-      if (!hub.fetch(h, asked, back)) back({});  // no peer speaks it: all through the swarm
+    detail::small_fetch how;
+    how.ti = std::move(ti);
+    how.save_path = e.spec.save_path.string();
+    how.file = [on_io, key, id](int index, std::int64_t bytes, detail::small_outcome outcome) {
+      on_io([key, id, index, bytes, outcome](impl& self) { self.took_small_file(key, id, index, bytes, outcome); });
+    };
+    how.done = [on_io, key, id] { on_io([key, id](impl& self) { self.small_files_done(key, id); }); };
+    on_network_thread(small, [h, asked = std::move(asked), how](detail::small_files_plugin& hub) mutable {
+      auto done = how.done;
+      if (!hub.fetch(h, std::move(asked), std::move(how))) done();  // no peer speaks it: all through the swarm
     });
   }
 
-  // What a peer sent for the small files of version `key` (nothing on a timeout): each file that
-  // matches its root in the torrent is written in place and counts as placed; then the rest of
-  // on_metadata. A late answer, or one for a version no longer waiting, is dropped.
-  void took_small_files(info_hash2 const& key, std::uint64_t id, detail::small_file_data got) {
+  // Gives up on the peer after small_fetch_timeout without an answer, or at the wait's deadline.
+  void arm_small_timeout(info_hash2 const& key, torrent_entry::small_wait& wait) {
+    std::weak_ptr<impl> w = shared_from_this();
+    wait.timeout->expires_at(std::min(std::chrono::steady_clock::now() + detail::small_fetch_timeout, wait.deadline));
+    wait.timeout->async_wait([w, key, id = wait.id](boost::system::error_code const& ec) {
+      if (auto self = w.lock(); self && !ec) self->small_files_done(key, id);
+    });
+  }
+
+  torrent_entry::small_wait* small_wait_of(info_hash2 const& key, std::uint64_t id) {
     auto it = torrents.find(key);
-    if (it == torrents.end() || !it->second.waiting_small || it->second.waiting_small->id != id) return;
-    auto& e = it->second;
-    auto wait = std::move(*e.waiting_small);
+    if (it == torrents.end() || !it->second.waiting_small || it->second.waiting_small->id != id) return nullptr;
+    return &*it->second.waiting_small;
+  }
+
+  // A file a peer sent for version `key`, checked against its root and written in place (or
+  // not): one written counts as placed. One for a version no longer waiting is dropped (the
+  // file, if written, is checked by libtorrent with the rest on disk).
+  void took_small_file(info_hash2 const& key, std::uint64_t id, int index, std::int64_t bytes, detail::small_outcome outcome) {
+    auto* wait = small_wait_of(key, id);
+    if (!wait) return;
+    arm_small_timeout(key, *wait);
+    if (outcome == detail::small_outcome::mismatch) ++wait->refused;
+    if (outcome != detail::small_outcome::written) return;
+    wait->placed.files.push_back({lt::file_index_t{index}, lt::file_index_t{-1}});
+    ++wait->taken;
+    wait->bytes += bytes;
+    torrents.at(key).side_down += bytes;
+  }
+
+  // The peer answered every file (or its connection went, or it went silent): the rest of
+  // on_metadata, with the files it sent placed.
+  void small_files_done(info_hash2 const& key, std::uint64_t id) {
+    auto* waiting = small_wait_of(key, id);
+    if (!waiting) return;
+    auto& e = torrents.at(key);
+    auto wait = std::move(*waiting);
     e.waiting_small.reset();
     wait.timeout->cancel();
-    std::int64_t bytes = 0;
-    int taken = 0, refused = 0;
-    for (auto& [index, data] : got) {
-      auto const file = lt::file_index_t{index};
-      if (!detail::small_file_matches(*wait.ti, file, data)) {
-        ++refused;
-        continue;
-      }
-      if (!detail::write_small_file(e.spec.save_path / wait.ti->files().file_path(file), data)) continue;
-      wait.placed.files.push_back({file, lt::file_index_t{-1}});
-      bytes += static_cast<std::int64_t>(data.size());
-      ++taken;
-    }
-    e.side_down += bytes;
-    log(refused > 0 ? "warning" : "info",
+    auto const taken = wait.taken;
+    log(wait.refused > 0 ? "warning" : "info",
         "small files of " + to_hex(key) + ": " + std::to_string(taken) + " of " + std::to_string(wait.asked) + " (" +
-            std::to_string(bytes) + " bytes) came whole from a peer" +
-            (refused > 0 ? ", " + std::to_string(refused) + " refused (not the published bytes)" : std::string()) +
-            (static_cast<std::size_t>(taken) < wait.asked ? "; the swarm sends the rest" : ""));
+            std::to_string(wait.bytes) + " bytes) came whole from a peer" +
+            (wait.refused > 0 ? ", " + std::to_string(wait.refused) + " refused (not the published bytes)" : std::string()) +
+            (taken < wait.asked ? "; the swarm sends the rest" : ""));
     if (!e.handle.is_valid()) return;
     place_rest(e, e.handle, *wait.ti, wait.placed, wait.old);
   }
@@ -477,6 +507,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
                       " bytes placed from the previous version)");
     }
     if (!e.readd) e.readd = std::make_shared<lt::torrent_info>(ti);  // re-added bare: checked in full
+    // Its peers are connected again at once, not found again through the DHT.
+    std::vector<lt::peer_info> peers;
+    h.get_peer_info(peers);
+    e.readd_peers.clear();
+    for (auto const& p : peers)
+      if (p.flags & lt::peer_info::outgoing_connection) e.readd_peers.push_back(p.ip);
     ses->remove_torrent(h);
   }
 
@@ -503,7 +539,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (events.failed) events.failed(key, ec.message());
       return;
     }
+    // Its peers at once: those it had connected to, the static ones, and the DHT's (peers that
+    // had connected to it are known only by a port of theirs that does not listen).
     connect_static_peers(e.handle);
+    for (auto const& ep : e.readd_peers) e.handle.connect_peer(ep);
+    e.readd_peers.clear();
+    if (dht_enabled) e.handle.force_dht_announce();
   }
 
   void report_finished(lt::torrent_handle const& h) {
@@ -882,7 +923,9 @@ void session::set_rate_limits(info_hash2 const& ih2, int upload, int download) {
 
 namespace {
 
-torrent_state state_of(lt::torrent_status const& st, std::int64_t reused, std::int64_t side_down) {
+// `taking`: bytes of small files written while the version waits on a peer for them (libtorrent
+// counts them once the version is added back with them as had).
+torrent_state state_of(lt::torrent_status const& st, std::int64_t reused, std::int64_t side_down, std::int64_t taking) {
   torrent_state out;
   out.has_metadata = st.has_metadata;
   out.complete = st.is_finished && st.has_metadata;
@@ -890,6 +933,10 @@ torrent_state state_of(lt::torrent_status const& st, std::int64_t reused, std::i
   out.progress = st.has_metadata ? static_cast<double>(st.progress) : 0.0;
   out.total_done = st.total_wanted_done;
   out.total_wanted = st.total_wanted;
+  if (taking > 0 && st.has_metadata && st.total_wanted > 0) {
+    out.total_done = std::min(st.total_wanted, st.total_wanted_done + taking);
+    out.progress = static_cast<double>(out.total_done) / static_cast<double>(st.total_wanted);
+  }
   out.payload_down = st.total_payload_download + side_down;
   out.payload_up = st.total_payload_upload;
   out.reused = reused;
@@ -908,7 +955,7 @@ std::optional<torrent_state> session::version_state(info_hash2 const& ih2) const
     out.reused = it->second.reused;
     return out;
   }
-  return state_of(*maybe, it->second.reused, it->second.side_down);
+  return state_of(*maybe, it->second.reused, it->second.side_down, impl::taking_of(it->second));
 }
 
 std::map<info_hash2, torrent_state> session::version_states() const {
@@ -922,7 +969,7 @@ std::map<info_hash2, torrent_state> session::version_states() const {
     std::copy(st.info_hashes.v2.begin(), st.info_hashes.v2.end(), key.begin());
     auto it = p.torrents.find(key);
     if (it == p.torrents.end()) continue;
-    out.emplace(key, state_of(st, it->second.reused, it->second.side_down));
+    out.emplace(key, state_of(st, it->second.reused, it->second.side_down, impl::taking_of(it->second)));
   }
   // Versions between removal and re-adding: present, with nothing to report yet.
   for (auto const& [key, e] : p.torrents)

@@ -707,21 +707,28 @@ bool write_small_file(fs::path const& path, std::string_view data) {
 }
 
 result<placed_start> start_from_placed(lt::add_torrent_params const& old, lt::torrent_info const& new_ti, placement const& placed) {
-  if (!old.ti || !old.ti->info_hashes().has_v2()) return make_error(errc::corrupt, "the previous version's resume data lacks its metadata");
-  if (old.ti->piece_length() != new_ti.piece_length()) return make_error(errc::invalid_argument, "the versions' piece sizes differ");
-  // The previous version's piece layers, rebuilt from its merkle trees and checked against its
-  // roots, then parsed (and checked again) by libtorrent.
-  auto old_torrent = torrent_from_resume(old, v2_of(*old.ti));
-  if (!old_torrent) return old_torrent.err();
-  auto old_full = parse_checked(*old_torrent);
-  if (!old_full) return old_full.err();
   auto const& nf = new_ti.files();
+  // Only files over a piece need a layer from the previous version (a file of one piece is
+  // checked by its root alone): a first fetch's small files need no previous version at all.
+  std::shared_ptr<lt::torrent_info const> old_full;
+  for (auto [file, old_file] : placed.files) {
+    if (nf.file_size(file) <= new_ti.piece_length() || old_full) continue;
+    if (!old.ti || !old.ti->info_hashes().has_v2()) return make_error(errc::corrupt, "the previous version's resume data lacks its metadata");
+    if (old.ti->piece_length() != new_ti.piece_length()) return make_error(errc::invalid_argument, "the versions' piece sizes differ");
+    // The previous version's piece layers, rebuilt from its merkle trees and checked against its
+    // roots, then parsed (and checked again) by libtorrent.
+    auto old_torrent = torrent_from_resume(old, v2_of(*old.ti));
+    if (!old_torrent) return old_torrent.err();
+    auto parsed = parse_checked(*old_torrent);
+    if (!parsed) return parsed.err();
+    old_full = std::move(*parsed);
+  }
   lt::entry::dictionary_type layers;
   placed_start out;
   out.have.resize(new_ti.num_pieces(), false);
   for (auto [file, old_file] : placed.files) {
     if (nf.file_size(file) > new_ti.piece_length()) {
-      auto layer = (*old_full)->piece_layer(old_file);
+      auto layer = old_full->piece_layer(old_file);
       if (layer.empty()) return make_error(errc::corrupt, "the previous version holds no piece hashes for " + nf.file_path(file));
       auto const root = nf.root(file);
       layers[std::string(root.data(), root.size())] = std::string(layer.begin(), layer.end());

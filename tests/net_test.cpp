@@ -444,15 +444,25 @@ TEST_CASE("small files: the message codec refuses what is malformed, and only th
   REQUIRE(a);
   CHECK_FALSE(a->request);
   CHECK(a->data == std::string("abc"));
+  CHECK(a->offset == 0);
+  auto later = decode_small_message(encode_small_message({false, 3, std::string("def"), 262144}));
+  REQUIRE(later);
+  CHECK(later->data == std::string("def"));
+  CHECK(later->offset == 262144);
+  CHECK(net::detail::encode_small_answer(3, "def", 262144) == "d1:d3:def1:fi3e1:oi262144ee");
   auto none = decode_small_message(encode_small_message({false, 3, std::nullopt}));
   REQUIRE(none);
   CHECK_FALSE(none->data);
   for (std::string bad : {"", "de", "li1ee", "d1:qi-1ee", "d1:qi1e1:fi1ee", "d1:qi1e1:d1:xe", "d1:fi1e1:di5ee", "d1:q3:abce",
-                          "d1:qi99999999999ee", "d1:fi1e1:d5:abe"})
+                          "d1:qi99999999999ee", "d1:fi1e1:d5:abe",
+                          "d1:fi1e1:oi5ee",                 // an offset without data
+                          "d1:d1:x1:fi1e1:oi-1ee",          // a negative offset
+                          "d1:d1:x1:fi1e1:o1:xe",           // an offset that is not a number
+                          "d1:d1:x1:fi1e1:oi1048576ee"})    // past the largest file sent whole
     CHECK_FALSE(decode_small_message(bad));
-  std::string big = "d1:fi1e1:d" + std::to_string(net::detail::small_file_max + 1) + ":" +
-                    std::string(static_cast<std::size_t>(net::detail::small_file_max + 1), 'x') + "e";
-  CHECK_FALSE(decode_small_message(big));
+  std::string big = "d1:fi1e1:d" + std::to_string(net::detail::small_chunk + 1) + ":" +
+                    std::string(static_cast<std::size_t>(net::detail::small_chunk + 1), 'x') + "e";
+  CHECK_FALSE(decode_small_message(big));  // a part over 256 KiB
 
   // A torrent of a 20,000-byte page (two blocks, the last partial) and a 1 MiB + 1 file.
   test::temp_dir dir;
@@ -461,18 +471,25 @@ TEST_CASE("small files: the message codec refuses what is malformed, and only th
   fs::create_directories(dir / "site");
   std::ofstream(dir / "site" / "page.html", std::ios::binary) << page;
   std::ofstream(dir / "site" / "big.bin", std::ios::binary) << std::string((1 << 20) + 1, 'b');
+  std::string piece(1 << 20, '\0');  // exactly one piece: 64 blocks
+  for (std::size_t i = 0; i < piece.size(); ++i) piece[i] = static_cast<char>(i / 4093);
+  std::ofstream(dir / "site" / "piece.bin", std::ios::binary) << piece;
   auto built = net::make_torrent(dir.path(), "site", nullptr);
   REQUIRE(built);
   lt::error_code ec;
   lt::torrent_info ti(built->torrent, ec, lt::from_span);
   REQUIRE_FALSE(ec);
-  std::optional<lt::file_index_t> page_index, big_index;
+  std::optional<lt::file_index_t> page_index, big_index, piece_index;
   for (auto i : ti.files().file_range()) {
     if (ti.files().file_name(i) == "page.html") page_index = i;
     if (ti.files().file_name(i) == "big.bin") big_index = i;
+    if (ti.files().file_name(i) == "piece.bin") piece_index = i;
   }
   REQUIRE(page_index);
   REQUIRE(big_index);
+  REQUIRE(piece_index);
+  CHECK(net::detail::small_file_matches(ti, *piece_index, piece));
+  CHECK_FALSE(net::detail::small_file_matches(ti, *piece_index, piece.substr(0, piece.size() - 1) + "x"));
   CHECK(net::detail::small_file_matches(ti, *page_index, page));
   auto flipped = page;
   flipped[19999] ^= 1;
@@ -481,6 +498,20 @@ TEST_CASE("small files: the message codec refuses what is malformed, and only th
   CHECK_FALSE(net::detail::small_file_matches(ti, *page_index, page + "x"));
   CHECK_FALSE(net::detail::small_file_matches(ti, *big_index, std::string((1 << 20) + 1, 'b')));  // over a piece
   CHECK_FALSE(net::detail::small_file_matches(ti, lt::file_index_t{99}, page));
+
+  // A first fetch (no previous version) starts with the files that came whole as had; a file
+  // over a piece cannot be placed without the previous version's piece layer.
+  net::detail::placement placed;
+  placed.files.push_back({*page_index, lt::file_index_t{-1}});
+  placed.files.push_back({*piece_index, lt::file_index_t{-1}});
+  auto start = net::detail::start_from_placed({}, ti, placed);
+  REQUIRE(start);
+  CHECK(start->have.count() == 2);
+  CHECK(start->have[ti.files().piece_index_at_file(*page_index)]);
+  CHECK(start->have[ti.files().piece_index_at_file(*piece_index)]);
+  CHECK_FALSE(start->have[ti.files().piece_index_at_file(*big_index)]);
+  placed.files.push_back({*big_index, lt::file_index_t{-1}});
+  CHECK(net::detail::start_from_placed({}, ti, placed).err().code == errc::corrupt);
 
   REQUIRE(net::detail::write_small_file(dir / "out" / "deep" / "page.html", page));
   std::ifstream in(dir / "out" / "deep" / "page.html", std::ios::binary);

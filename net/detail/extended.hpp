@@ -6,21 +6,24 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace outlast::net::detail {
 
-// Frames `payload` as extended message `their_id` (the id the peer gave in its handshake).
-inline void send_extended(lt::bt_peer_connection_handle& pc, int their_id, std::string const& payload) {
-  std::string frame(6, '\0');
+// Frames `payload` as extended message `their_id` (the id the peer gave in its handshake). The
+// frame's header and the payload go into the send buffer one after the other: the payload is
+// copied once.
+inline void send_extended(lt::bt_peer_connection_handle& pc, int their_id, std::string_view payload) {
+  char header[6];
   auto len = static_cast<std::uint32_t>(payload.size() + 2);
-  frame[0] = static_cast<char>(len >> 24);
-  frame[1] = static_cast<char>(len >> 16);
-  frame[2] = static_cast<char>(len >> 8);
-  frame[3] = static_cast<char>(len);
-  frame[4] = 20;  // BEP 10 extended message
-  frame[5] = static_cast<char>(their_id);
-  frame += payload;
-  pc.send_buffer(frame.data(), static_cast<int>(frame.size()));
+  header[0] = static_cast<char>(len >> 24);
+  header[1] = static_cast<char>(len >> 16);
+  header[2] = static_cast<char>(len >> 8);
+  header[3] = static_cast<char>(len);
+  header[4] = 20;  // BEP 10 extended message
+  header[5] = static_cast<char>(their_id);
+  pc.send_buffer(header, static_cast<int>(sizeof header));
+  pc.send_buffer(payload.data(), static_cast<int>(payload.size()));
 }
 
 // The id a peer's extension handshake gives extension `name`; 0 when it does not speak it (or
