@@ -131,7 +131,10 @@ struct session::impl : std::enable_shared_from_this<impl> {
     // the pieces of the files placed from the previous version when they need no check.
     std::shared_ptr<lt::torrent_info> readd;
     lt::typed_bitfield<lt::piece_index_t> readd_have;
-    std::vector<lt::tcp::endpoint> readd_peers;  // connected when it was taken out: connected again
+    // Peers it had connected to when it was taken out: connected again when it is back, and on
+    // its nudges (a reconnection can lose to the old connection the peer has not closed yet).
+    std::vector<lt::tcp::endpoint> readd_peers;
+    bool readded = false;  // added back after placing files: a first nudge after 1 s, not 5
     bool finished_reported = false;
     // Bytes of small files fetched whole from a peer (net/detail/small_files.hpp): received
     // payload that libtorrent does not count.
@@ -539,12 +542,15 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (events.failed) events.failed(key, ec.message());
       return;
     }
-    // Its peers at once: those it had connected to, the static ones, and the DHT's (peers that
-    // had connected to it are known only by a port of theirs that does not listen).
+    // Its peers at once: those it had connected to and the static ones (peers that had connected
+    // to it are known only by a port of theirs that does not listen). If that is not enough, its
+    // first nudge asks the DHT after 1 s. Not at once: libtorrent's own first announce of it comes
+    // a little later, and a newcomer that knows only this node (a tiny DHT, the others gone) finds
+    // it only if that announce reaches the newcomer's DHT node.
     connect_static_peers(e.handle);
     for (auto const& ep : e.readd_peers) e.handle.connect_peer(ep);
-    e.readd_peers.clear();
-    if (dht_enabled) e.handle.force_dht_announce();
+    e.readded = true;
+    e.stuck_since.reset();
   }
 
   void report_finished(lt::torrent_handle const& h) {
@@ -582,7 +588,8 @@ struct session::impl : std::enable_shared_from_this<impl> {
   // seeds' announces reached the DHT: the other mirrors, fetching too and holding nothing,
   // answer the first lookup, and their connections (kept open by the fetch gate) would hide the
   // seeds until the next interval. Stuck means: no peers, no metadata yet, or no seed connected
-  // and nothing arriving. It asks after 5 s, then at doubling intervals up to 5 minutes.
+  // and nothing arriving. It asks after 5 s (1 s for a version just added back after placing its
+  // files, which had its peers a moment ago), then at doubling intervals up to 5 minutes.
   void nudge_stuck_fetches() {
     auto now = std::chrono::steady_clock::now();
     if (now - last_announce < std::chrono::seconds(1)) return;
@@ -599,7 +606,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
       }
       if (!e.stuck_since) {
         e.stuck_since = now;
-        e.nudge_after = std::chrono::seconds(5);
+        e.nudge_after = std::chrono::seconds(e.readded ? 1 : 5);
       }
       if (now - *e.stuck_since < e.nudge_after) continue;
       e.nudge_after = std::min<std::chrono::seconds>(e.nudge_after * 2, std::chrono::minutes(5));
@@ -609,6 +616,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
                        "): asking the DHT again");
       e.handle.force_dht_announce();
       connect_static_peers(e.handle);
+      for (auto const& ep : e.readd_peers) e.handle.connect_peer(ep);
     }
   }
 

@@ -206,8 +206,11 @@ TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update th
   }
   // A newcomer who knows only B gets version 2 from it, piece layers included (the 2 MiB image's
   // are asked of B, which did not hash it for this version).
+  // B as its static peer too: with A, C and D gone the DHT is B and E alone, and E's lookups
+  // found no peer for version 2 in 60 s in 1 of 4 runs under load (session 10's code as well),
+  // most likely because B's announces of it went to the nodes now gone.
   for (auto* n : {&a, &c, &d}) n->stop();
-  test::swarm_node e("e", base.path(), fast_schedules);
+  test::swarm_node e("e", base.path(), fast_with_peer(b.endpoint()));
   newcomer_gets(e, {b.endpoint()}, b, address, 2, site_dir);
   // B restarts: the placed files stay verified (its resume data holds them), nothing refetched.
   b.stop();
