@@ -457,12 +457,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
     auto wait = std::move(*waiting);
     e.waiting_small.reset();
     wait.timeout->cancel();
-    auto const taken = wait.taken;
     log(wait.refused > 0 ? "warning" : "info",
-        "small files of " + to_hex(key) + ": " + std::to_string(taken) + " of " + std::to_string(wait.asked) + " (" +
+        "small files of " + to_hex(key) + ": " + std::to_string(wait.taken) + " of " + std::to_string(wait.asked) + " (" +
             std::to_string(wait.bytes) + " bytes) came whole from a peer" +
             (wait.refused > 0 ? ", " + std::to_string(wait.refused) + " refused (not the published bytes)" : std::string()) +
-            (taken < wait.asked ? "; the swarm sends the rest" : ""));
+            (wait.taken < wait.asked ? "; the swarm sends the rest" : ""));
     if (!e.handle.is_valid()) return;
     place_rest(e, e.handle, *wait.ti, wait.placed, wait.old);
   }
