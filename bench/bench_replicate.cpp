@@ -441,17 +441,18 @@ double run_copy_floor(fs::path const& work, fs::path const& site) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: bench_replicate OUTLAST_BINARY [--small] [--runs N]\n");
+    std::fprintf(stderr, "usage: bench_replicate OUTLAST_BINARY [--small] [--runs N] [--outlast-only]\n");
     return 2;
   }
   std::setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines show as they happen, also in a log
   binary = argv[1];
-  bool small = false;
+  bool small = false, outlast_only = false;
   int runs = 3;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--small") small = true;
     else if (a == "--runs" && i + 1 < argc) runs = std::atoi(argv[++i]);
+    else if (a == "--outlast-only") outlast_only = true;  // for trying a change: no references, no table
   }
   outlast::test::temp_dir work;
   auto site = work / "site";
@@ -488,6 +489,13 @@ int main(int argc, char** argv) {
     auto [t3, x3] = run_outlast_three(work.path(), site);
     three.push_back(t3);
     three_xfer.push_back(x3);
+    if (outlast_only) {
+      std::printf("  run %d: publish %.2f s; replicate %.2f s (transfer %.2f s, %.1f MB/s); 3 seeders %.2f s (transfer %.2f s, %.1f MB/s);\n"
+                  "         update %lld bytes in %.2f s\n",
+                  r + 1, o.publish_s, o.replicate_s, o.transfer_s, mb / o.replicate_s, t3, x3, mb / t3,
+                  static_cast<long long>(o.update_bytes), o.update_s);
+      continue;
+    }
     stock_v2.push_back(run_stock(work.path(), site, ti_v2, 1));
     stock_v1.push_back(run_stock(work.path(), site, ti_v1, 1));
     aria2c.push_back(run_aria2c(work.path(), site, ti_v1, raw_v1));
@@ -501,6 +509,7 @@ int main(int argc, char** argv) {
                 r + 1, o.publish_s, publish_nc.back(), openssl.back(), o.replicate_s, o.transfer_s, stock_v2.back(), stock_v1.back(), aria2c.back(), t3, x3,
                 stock3_v2.back(), stock3_v1.back(), static_cast<long long>(o.update_bytes), o.update_s);
   }
+  if (outlast_only) return 0;
   auto median = [](auto v) {
     std::sort(v.begin(), v.end());
     return v[v.size() / 2];
