@@ -27,6 +27,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -148,7 +149,8 @@ struct node_proc {
   void start(fs::path const& capture, std::string const& bootstrap) {
     proc = std::make_unique<outlast::test::process>(
         std::vector<std::string>{binary, "--home", home.string(), "node", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
-                                 "--local-swarm", "--no-upnp", "--no-natpmp", "--no-lsd", "--poll-interval", "1", "--gateway", "127.0.0.1:0"},
+                                 "--local-swarm", "--no-upnp", "--no-natpmp", "--no-lsd", "--poll-interval", "1", "--gateway", "127.0.0.1:0",
+                                 "--log-level", std::getenv("BENCH_KEEP_LOGS") ? "debug" : "info"},
         capture);
     auto deadline = clk::now() + 30s;
     while (clk::now() < deadline) {
@@ -172,6 +174,16 @@ struct node_proc {
     proc.reset();
   }
 };
+
+// With BENCH_KEEP_LOGS=DIR, a follower's log of each run goes to DIR/<what>-<n>.log, to see where
+// a slow run spent its time.
+void keep_log(std::string const& what, std::string const& log) {
+  static int n = 0;
+  char const* dir = std::getenv("BENCH_KEEP_LOGS");
+  if (!dir || !*dir) return;
+  fs::create_directories(dir);
+  std::ofstream(fs::path(dir) / (what + "-" + std::to_string(++n) + ".log")) << log;
+}
 
 // Seconds between the first log line containing `from` and the next containing `to`.
 double log_span(std::string const& log, std::string const& from, std::string const& to) {
@@ -219,6 +231,7 @@ outlast_run run_outlast(fs::path const& work, fs::path const& site, std::int64_t
   wait_version(1);
   double replicate_s = std::chrono::duration<double>(clk::now() - t1).count();
   double transfer_s = log_span(b.proc->err(), "info sites: fetching", "info sites: mirrored");
+  keep_log("pair", b.proc->err());
   // Update: one 20 KB page changes.
   write_random(site / "pages" / "0" / "p7.html", static_cast<std::size_t>(changed_size), 777);
   flush_disk(work);
@@ -267,6 +280,7 @@ std::pair<double, double> run_outlast_three(fs::path const& work, fs::path const
   complete(r);
   double end_to_end = std::chrono::duration<double>(clk::now() - t0).count();
   double transfer = log_span(r.proc->err(), "info sites: fetching", "info sites: mirrored");
+  keep_log("three", r.proc->err());
   for (auto* n : {&a, &m1, &m2, &r}) n->stop();
   done_with(homes);
   return {end_to_end, transfer};
