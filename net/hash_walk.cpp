@@ -47,12 +47,15 @@ class walk_peer final : public lt::peer_plugin {
 
   void on_disconnect(lt::error_code const&) override { put_back(); }
 
-  // The version no longer holds (or seems not to hold) every hash: the exchange comes back.
+  // The connection closes, or its version's seeds get the exchange back: the record says v2
+  // again. Found again rather than kept: libtorrent may have moved the connection to another
+  // record of the same peer meanwhile (and freed this one). It still points at the connection
+  // here, on_disconnect included (libtorrent calls plugins before it lets go of the record).
   void put_back() {
     if (!m_off) return;
-    m_off->protocol_v2 = true;
-    m_off = nullptr;
+    m_off = false;
     m_tried = false;
+    if (auto* record = record_of(m_pc)) record->protocol_v2 = true;
   }
 
  private:
@@ -64,15 +67,15 @@ class walk_peer final : public lt::peer_plugin {
       return;
     }
     record->protocol_v2 = false;
-    m_off = record;
+    m_off = true;
     ++m_counters.spared;
   }
 
   lt::bt_peer_connection_handle m_pc;
   std::shared_ptr<bool const> m_known;
   hash_walk_counters& m_counters;  // the plugin's, which outlives its torrents and connections
-  lt::torrent_peer* m_off = nullptr;  // the record cleared, while the connection lasts
-  bool m_tried = false;
+  bool m_off = false;    // its record cleared, while the connection lasts
+  bool m_tried = false;  // tried once (not again unless put back)
 };
 
 class walk_torrent final : public lt::torrent_plugin {
