@@ -27,7 +27,6 @@
 #include <sstream>
 
 #include "net/detail/fetch_gate.hpp"
-#include "net/detail/hash_walk.hpp"
 #include "net/detail/push_plugin.hpp"
 #include "net/detail/small_files.hpp"
 #include "net/detail/torrent_checks.hpp"
@@ -163,19 +162,11 @@ struct session::impl : std::enable_shared_from_this<impl> {
     // next (see nudge_stuck_fetches).
     std::optional<std::chrono::steady_clock::time_point> stuck_since;
     std::chrono::seconds nudge_after{5};
-    // Whether it holds every piece hash it needs, so its seeds' connections are spared the hash
-    // picker's walk (net/detail/hash_walk.hpp); when to look next, and the wait after that.
-    bool hashes_known = false;
-    std::chrono::steady_clock::time_point next_hash_look{};
-    std::chrono::milliseconds hash_look_after{100};
   };
   std::map<info_hash2, torrent_entry> torrents;
   static std::int64_t taking_of(torrent_entry const& e) { return e.waiting_small ? e.waiting_small->bytes : 0; }
   std::shared_ptr<detail::push_plugin> push;  // null when push is off
   std::shared_ptr<detail::small_files_plugin> small = std::make_shared<detail::small_files_plugin>();
-  std::shared_ptr<detail::hash_walk_plugin> walk = std::make_shared<detail::hash_walk_plugin>();
-  boost::asio::steady_timer hash_timer{ioc};
-  bool hash_timer_armed = false;
   std::uint64_t next_small_wait = 1;
   std::map<crypto::public_key, std::unique_ptr<detail::publisher_tag>> publisher_tags;
   detail::fetch_gate fetch_tag;  // userdata of versions added without metadata
@@ -307,10 +298,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
       if (auto* e = entry_of(te->handle); e && events.failed) events.failed(e->spec.ih2, te->message());
     } else if (auto* hf = lt::alert_cast<lt::hash_failed_alert>(a)) {
       log("warning", hf->message() + " (the sender is banned if it keeps sending bad data)");
-      // libtorrent finds which peer sent the bad block by asking for its block hashes: its seeds
-      // get the hash exchange back, for good on this version.
-      if (auto* e = entry_of(hf->handle); e && e->hashes_known)
-        on_network_thread(walk, [h = hf->handle](detail::hash_walk_plugin& hub) { hub.hashes_known(h, false); });
     } else if (lt::alert_cast<lt::save_resume_data_failed_alert>(a)) {
       if (outstanding_resume > 0) --outstanding_resume;
     } else if (auto* gp = lt::alert_cast<lt::dht_get_peers_reply_alert>(a)) {
@@ -504,7 +491,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
     }
     if (!any_on_disk) {
       h.unset_flags(lt::torrent_flags::upload_mode);
-      watch_hashes(e);
       return;
     }
     if (only_placed) {
@@ -564,7 +550,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
     for (auto const& ep : e.readd_peers) e.handle.connect_peer(ep);
     e.readded = true;
     e.stuck_since.reset();
-    watch_hashes(e);
   }
 
   void report_finished(lt::torrent_handle const& h) {
@@ -632,50 +617,6 @@ struct session::impl : std::enable_shared_from_this<impl> {
       connect_static_peers(e.handle);
       for (auto const& ep : e.readd_peers) e.handle.connect_peer(ep);
     }
-  }
-
-  // Whether each version being fetched holds every piece hash it needs yet, so its seeds'
-  // connections can be spared libtorrent's hash picker walk (net/detail/hash_walk.hpp): first
-  // 100 ms after it starts fetching, then at doubling waits up to 2 s, while it fetches.
-  void watch_hashes(torrent_entry& e) {
-    e.hashes_known = false;
-    e.hash_look_after = std::chrono::milliseconds(100);
-    e.next_hash_look = std::chrono::steady_clock::now() + e.hash_look_after;
-    arm_hash_timer();
-  }
-
-  static bool watching(torrent_entry const& e) {
-    return !e.hashes_known && !e.finished_reported && !e.waiting_small && !e.readd && e.handle.is_valid();
-  }
-
-  void arm_hash_timer() {
-    if (hash_timer_armed) return;
-    hash_timer_armed = true;
-    hash_timer.expires_after(std::chrono::milliseconds(100));
-    hash_timer.async_wait([w = weak_from_this()](boost::system::error_code const& ec) {
-      auto self = w.lock();
-      if (!self || ec) return;
-      self->hash_timer_armed = false;
-      self->look_at_hashes();
-    });
-  }
-
-  void look_at_hashes() {
-    auto now = std::chrono::steady_clock::now();
-    bool more = false;
-    for (auto& [ih, e] : torrents) {
-      if (!watching(e)) continue;
-      more = true;
-      if (now < e.next_hash_look) continue;
-      e.hash_look_after = std::min<std::chrono::milliseconds>(e.hash_look_after * 2, std::chrono::seconds(2));
-      e.next_hash_look = now + e.hash_look_after;
-      auto ti = e.handle.torrent_file();
-      if (!ti || !detail::piece_layers_complete(*ti, e.handle.piece_layers())) continue;
-      e.hashes_known = true;
-      log("debug", "every piece hash of " + to_hex(ih) + " is known: its seeds are spared the hash exchange");
-      on_network_thread(walk, [h = e.handle](detail::hash_walk_plugin& hub) { hub.hashes_known(h, true); });
-    }
-    if (more) arm_hash_timer();
   }
 
   // Every node of a publisher's beacon swarm is a seed of it, and libtorrent announces a seed's
@@ -848,7 +789,6 @@ result<std::unique_ptr<session>> session::start(boost::asio::io_context& ioc, se
   }
   params.extensions.push_back(std::make_shared<detail::fetch_gate_plugin>());
   params.extensions.push_back(p->small);
-  params.extensions.push_back(p->walk);
   p->idx_dht_nodes = lt::find_metric_idx("dht.dht_nodes");
   p->idx_peers = lt::find_metric_idx("peer.num_peers_connected");
   p->idx_down = lt::find_metric_idx("net.recv_payload_bytes");
@@ -926,7 +866,6 @@ status session::add_version(version_spec const& spec) {
     atp.flags |= lt::torrent_flags::upload_mode;
     if (!spec.push_publisher) atp.userdata = lt::client_data_t(&p.fetch_tag);
   }
-  bool const atp_had_metadata = atp.ti != nullptr;
   auto h = p.ses->add_torrent(std::move(atp), ec);
   if (ec) return make_error(errc::io_error, "cannot add " + to_hex(spec.ih2) + ": " + ec.message());
   auto& entry = p.torrents[spec.ih2];
@@ -934,7 +873,6 @@ status session::add_version(version_spec const& spec) {
   entry.spec = spec;
   p.connect_static_peers(h);
   if (auto st = status_of(h); st && st->is_finished) p.report_finished(h);
-  else if (atp_had_metadata) p.watch_hashes(entry);  // one added bare starts fetching from on_metadata
   return {};
 }
 
@@ -1157,11 +1095,6 @@ push_stats session::push_counters() const {
 small_file_stats session::small_file_counters() const {
   auto const& c = m_impl->small->counters;
   return {c.served, c.bytes_served, c.refused, c.received};
-}
-
-hash_walk_stats session::hash_walk_counters() const {
-  auto const& c = m_impl->walk->counters;
-  return {c.spared, c.unsure};
 }
 
 std::string session::dht_node_id() const { return m_impl->node_id(); }

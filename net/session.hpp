@@ -115,12 +115,6 @@ struct small_file_stats {
   std::int64_t received = 0;      // files that came from peers (before the check against the torrent)
 };
 
-// Connections to seeds spared libtorrent's hash picker walk (net/detail/hash_walk.hpp), since start.
-struct hash_walk_stats {
-  std::int64_t spared = 0;  // taken off the hash exchange once their version held every piece hash
-  std::int64_t unsure = 0;  // left alone: libtorrent's record of the peer was not laid out as expected
-};
-
 // Errors: invalid_argument naming the bad entry.
 status validate_endpoint(std::string const& text, bool require_ip_literal);
 
@@ -189,7 +183,6 @@ class session {
   void push_drop(peer_ref who, std::string reason);  // disconnects it
   push_stats push_counters() const;
   small_file_stats small_file_counters() const;
-  hash_walk_stats hash_walk_counters() const;
 
   session_stats stats() const;  // refreshed about once a second
   std::string save_state() const;  // DHT node id and routing table, settings

@@ -93,7 +93,6 @@ void node::impl::begin_stop() {
 json node::impl::status_json(site_table const& table) {
   auto s = session ? session->stats() : net::session_stats{};
   auto small = session ? session->small_file_counters() : net::small_file_stats{};
-  auto walk = session ? session->hash_walk_counters() : net::hash_walk_stats{};
   std::size_t sites = table.size(), key_count = 0, refusals = 0;
   // Bytes of the versions on disk, as recorded (hard-linked unchanged files count once per version).
   std::int64_t storage_bytes = 0;
@@ -124,7 +123,6 @@ json node::impl::status_json(site_table const& table) {
       {"push", push_json()},
       {"small_files",
        {{"served", small.served}, {"bytes_served", small.bytes_served}, {"refused", small.refused}, {"received", small.received}}},
-      {"hash_walk", {{"spared", walk.spared}, {"unsure", walk.unsure}}},
       {"storage", {{"used", storage_bytes}, {"max", std::int64_t(cfg.max_storage_mb) * 1000000}, {"max_site", std::int64_t(cfg.max_site_mb) * 1000000},
                    {"keep_versions", cfg.keep_versions}, {"refused_over_quota", over_quota}}},
       {"bandwidth", {{"max_upload", std::int64_t(cfg.max_upload_kbps) * 1000}, {"max_download", std::int64_t(cfg.max_download_kbps) * 1000}}},

@@ -20,7 +20,6 @@
 
 #include "net/gateway.hpp"
 #include "net/local_http.hpp"
-#include "net/detail/hash_walk.hpp"
 #include "net/detail/small_files.hpp"
 #include "net/detail/torrent_checks.hpp"
 #include "net/session.hpp"
@@ -517,42 +516,6 @@ TEST_CASE("small files: the message codec refuses what is malformed, and only th
   REQUIRE(net::detail::write_small_file(dir / "out" / "deep" / "page.html", page));
   std::ifstream in(dir / "out" / "deep" / "page.html", std::ios::binary);
   CHECK(std::string(std::istreambuf_iterator<char>(in), {}) == page);
-}
-
-TEST_CASE("hash walk: a version holds every piece hash only when each file of more than one piece has its whole layer",
-          "[unit][net][hashwalk]") {
-  test::temp_dir dir;
-  fs::create_directories(dir / "site");
-  std::ofstream(dir / "site" / "a.html") << "<p>one piece</p>";
-  std::ofstream(dir / "site" / "big.bin") << std::string((3 << 20) + 5, 'x');  // four pieces of 1 MiB
-  std::ofstream(dir / "site" / "mid.bin") << std::string((1 << 20) + 1, 'y');  // two
-  auto built = net::make_torrent(dir.path(), "site", nullptr, nullptr);
-  REQUIRE(built);
-  lt::torrent_info ti(lt::span<char const>(built->torrent.data(), static_cast<std::ptrdiff_t>(built->torrent.size())), lt::from_span);
-  auto const& files = ti.files();
-  // What piece_layers() gives for a version that has them all: each file of more than one piece
-  // its layer, one of a piece nothing (or its root).
-  std::vector<std::vector<lt::sha256_hash>> layers(static_cast<std::size_t>(files.num_files()));
-  lt::file_index_t big{-1};
-  for (auto f : files.file_range()) {
-    if (files.pad_file_at(f) || files.file_size(f) <= files.piece_length()) continue;
-    if (files.file_num_pieces(f) == 4) big = f;
-    for (int i = 0; i < files.file_num_pieces(f); ++i) layers[static_cast<std::size_t>(static_cast<int>(f))].push_back(lt::sha256_hash("0123456789abcdef0123456789abcdef"));
-  }
-  REQUIRE(big != lt::file_index_t{-1});
-  CHECK(net::detail::piece_layers_complete(ti, layers));
-  auto& layer = layers[static_cast<std::size_t>(static_cast<int>(big))];
-  auto missing = layers;
-  missing[static_cast<std::size_t>(static_cast<int>(big))].clear();  // not fetched yet
-  CHECK_FALSE(net::detail::piece_layers_complete(ti, missing));
-  auto zero = layers;
-  zero[static_cast<std::size_t>(static_cast<int>(big))][2].clear();  // one piece hash not known: all zeros
-  CHECK_FALSE(net::detail::piece_layers_complete(ti, zero));
-  auto short_layer = layers;
-  short_layer[static_cast<std::size_t>(static_cast<int>(big))].pop_back();
-  CHECK_FALSE(net::detail::piece_layers_complete(ti, short_layer));
-  CHECK_FALSE(net::detail::piece_layers_complete(ti, {}));  // not one entry a file
-  CHECK(layer.size() == 4);
 }
 
 TEST_CASE("gateway: a small file outruns a slow reader's socket and still arrives whole", "[unit][net][gateway]") {

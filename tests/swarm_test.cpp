@@ -999,45 +999,6 @@ TEST_CASE("per-site rate limits hold a site's download and upload to the limit, 
   c.stop();
 }
 
-TEST_CASE("a seed's connection is spared the hash exchange once every piece hash is known, and a reconnection to that seed "
-          "still greets it right",
-          "[swarm][hashwalk]") {
-  test::temp_dir base;
-  auto site_dir = base / "site";
-  make_site(site_dir, 2);
-  write_random(site_dir / "video" / "clip.bin", 6 << 20, 5);  // six pieces: a piece layer to fetch
-  test::swarm_node a("a", base.path(), fast_schedules);
-  a.start({});
-  auto address = a.cli_json({"publish", site_dir.string(), "--site", "news"})["address"].get<std::string>();
-  test::swarm_node b("b", base.path(), fast_with_peer(a.endpoint()));
-  b.start({});
-  auto walk = [](test::swarm_node const& n) { return n.cli_json({"status"})["hash_walk"]; };
-  auto downloaded = [&] {
-    auto s = b.site(address);
-    return s.is_null() ? std::int64_t(0) : s["downloaded"].get<std::int64_t>();
-  };
-  // Slow (200 kB/s, about 40 s for the site), so the connection to A is spared while blocks come.
-  REQUIRE(b.cli({"follow", address, "--max-download-rate", "200"}).code == 0);
-  bool spared = test::wait_until([&] { return walk(b)["spared"].get<std::int64_t>() >= 1 && downloaded() > 0; }, 30s);
-  INFO("b:\n" << b.log());
-  REQUIRE(spared);
-  REQUIRE_FALSE(has_version(b, address, 1));
-  // A goes and comes back on its port: B connects to it again (a static peer). Its record of A
-  // must say v2 again by then, or its handshake would name the torrent by a v1 info-hash it does
-  // not have and A would refuse it.
-  a.stop();
-  a.start({});
-  REQUIRE(b.cli({"follow", address, "--max-download-rate", "0"}).code == 0);
-  REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 60s));
-  CHECK(same_tree(site_dir, mirrored_files(b, address, 1)));
-  auto w = walk(b);
-  CHECK(w["spared"].get<std::int64_t>() >= 2);  // the new connection to A too
-  CHECK(w["unsure"].get<std::int64_t>() == 0);
-  CHECK(walk(a)["spared"].get<std::int64_t>() == 0);  // a seed takes nothing off: its peers may ask it for hashes
-  a.stop();
-  b.stop();
-}
-
 TEST_CASE("browse while syncing: a reader's gateway serves each verified file of a first version still downloading, and asks for "
           "the wanted one first", "[swarm][gateway][sync]") {
   test::temp_dir base;
