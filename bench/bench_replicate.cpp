@@ -134,6 +134,21 @@ std::int64_t make_site(fs::path const& dir, bool small) {
   return (std::int64_t(big) << 20) + (std::int64_t(mids) << 20) + std::int64_t(smalls) * 20 * 1024;
 }
 
+// With BENCH_KEEP_LOGS=DIR, nodes log at debug level and a follower's log of each run goes to
+// DIR/<what>-<n>.log, to see where a slow run spent its time.
+char const* keep_logs_dir() {
+  char const* dir = std::getenv("BENCH_KEEP_LOGS");
+  return dir && *dir ? dir : nullptr;
+}
+
+void keep_log(std::string const& what, std::string const& log) {
+  static int n = 0;
+  auto dir = keep_logs_dir();
+  if (!dir) return;
+  fs::create_directories(dir);
+  std::ofstream(fs::path(dir) / (what + "-" + std::to_string(++n) + ".log")) << log;
+}
+
 struct node_proc {
   fs::path home;
   std::unique_ptr<outlast::test::process> proc;
@@ -150,7 +165,7 @@ struct node_proc {
     proc = std::make_unique<outlast::test::process>(
         std::vector<std::string>{binary, "--home", home.string(), "node", "--listen", "127.0.0.1:0", "--bootstrap", bootstrap,
                                  "--local-swarm", "--no-upnp", "--no-natpmp", "--no-lsd", "--poll-interval", "1", "--gateway", "127.0.0.1:0",
-                                 "--log-level", std::getenv("BENCH_KEEP_LOGS") ? "debug" : "info"},
+                                 "--log-level", keep_logs_dir() ? "debug" : "info"},
         capture);
     auto deadline = clk::now() + 30s;
     while (clk::now() < deadline) {
@@ -174,16 +189,6 @@ struct node_proc {
     proc.reset();
   }
 };
-
-// With BENCH_KEEP_LOGS=DIR, a follower's log of each run goes to DIR/<what>-<n>.log, to see where
-// a slow run spent its time.
-void keep_log(std::string const& what, std::string const& log) {
-  static int n = 0;
-  char const* dir = std::getenv("BENCH_KEEP_LOGS");
-  if (!dir || !*dir) return;
-  fs::create_directories(dir);
-  std::ofstream(fs::path(dir) / (what + "-" + std::to_string(++n) + ".log")) << log;
-}
 
 // Seconds between the first log line containing `from` and the next containing `to`.
 double log_span(std::string const& log, std::string const& from, std::string const& to) {
@@ -485,10 +490,13 @@ int main(int argc, char** argv) {
                 space_ec ? 0.0 : static_cast<double>(space.available) / 1e9, wanted / 1e9);
   }
   wait_for_quiet_filesystem(work.path());
-  std::printf("bench_replicate: making the stock v2 and v1 torrents of it (not timed)...\n");
-  auto ti_v2 = stock_torrent(site, lt::create_torrent::v2_only);
+  std::shared_ptr<lt::torrent_info> ti_v2, ti_v1;  // the references' torrents: none with --outlast-only
   std::vector<char> raw_v1;
-  auto ti_v1 = stock_torrent(site, lt::create_torrent::v1_only, &raw_v1);
+  if (!outlast_only) {
+    std::printf("bench_replicate: making the stock v2 and v1 torrents of it (not timed)...\n");
+    ti_v2 = stock_torrent(site, lt::create_torrent::v2_only);
+    ti_v1 = stock_torrent(site, lt::create_torrent::v1_only, &raw_v1);
+  }
   std::vector<double> publish, publish_nc, replicate, transfer, update_s, openssl, copy_floor, three, three_xfer;
   std::vector<double> stock_v2, stock_v1, aria2c, stock3_v2, stock3_v1;
   std::vector<std::int64_t> update_bytes, update_mb_bytes;

@@ -546,8 +546,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
     // first nudge asks the DHT after 1 s. Not at once: libtorrent's own first announce of it comes
     // a little later, and a newcomer that knows only this node (a tiny DHT, the others gone) finds
     // it only if that announce reaches the newcomer's DHT node.
-    connect_static_peers(e.handle);
-    for (auto const& ep : e.readd_peers) e.handle.connect_peer(ep);
+    connect_known_peers(e);
     e.readded = true;
     e.stuck_since.reset();
   }
@@ -579,6 +578,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
 
   void connect_static_peers(lt::torrent_handle const& h) {
     for (auto const& ep : static_peers) h.connect_peer(ep);
+  }
+
+  // The static peers and, for a version added back after placing files, those it had connected to.
+  void connect_known_peers(torrent_entry const& e) {
+    connect_static_peers(e.handle);
+    for (auto const& ep : e.readd_peers) e.handle.connect_peer(ep);
   }
 
   // A fetch that is stuck asks the DHT again (libtorrent would wait for its 15-minute announce
@@ -614,8 +619,7 @@ struct session::impl : std::enable_shared_from_this<impl> {
                        " seeds, metadata " + (st.has_metadata ? "yes" : "no") + (st.errc ? ", error " + st.errc.message() : "") +
                        "): asking the DHT again");
       e.handle.force_dht_announce();
-      connect_static_peers(e.handle);
-      for (auto const& ep : e.readd_peers) e.handle.connect_peer(ep);
+      connect_known_peers(e);
     }
   }
 
