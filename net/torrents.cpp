@@ -156,13 +156,10 @@ result<built_torrent> finish_torrent(lt::create_torrent& ct, bool single_file) {
 
 result<built_torrent> make_torrent(fs::path const& root, std::string const& name,
                                    std::function<void(std::int64_t, std::int64_t)> const& progress,
-                                   std::atomic<bool> const* cancel, std::function<bool(std::string const&)> const& include) {
+                                   std::atomic<bool> const* cancel) {
   lt::file_storage files;
   auto top = fs::absolute(root / name).lexically_normal().string();
-  lt::add_files(files, top, [&](std::string const& path) {
-    if (!include || path == top) return true;
-    return path.size() > top.size() + 1 && path.compare(0, top.size() + 1, top + "/") == 0 && include(path.substr(top.size() + 1));
-  }, {});
+  lt::add_files(files, top);
   if (files.num_files() == 0) return make_error(errc::invalid_argument, "there are no files to publish");
   // A directory holding one file at its top would make a "file tree" of one top-level entry,
   // which libtorrent 2.0.8 loads as a single-file torrent at a different path than it wrote.
@@ -306,20 +303,21 @@ bool pwrite_full(int fd, char const* buf, std::size_t len, std::int64_t off) {
 // O_DIRECT wants buffers, offsets and lengths in whole sectors; 4 KiB covers the devices in use.
 constexpr std::size_t direct_align = 4096;
 
-// Copies a run of pieces of one file to its private copy, hashing the bytes as they are written.
+// Copies a run of pieces of one file to its private copy, hashing the bytes as they are written;
+// with `copy` false, only reads and hashes them (the file is seeded where it is).
 // A file of a piece or more is written with O_DIRECT: the copy only has to reach the disk, and
 // through the page cache it would cost a second copy of every byte into memory the kernel must
 // find first (on the development VM, 2-3x the time of the whole publish: docs/performance.md).
 // Small files go through the page cache, where the final syncfs writes them out together.
 // Where O_DIRECT is refused (a filesystem without it, a device wanting larger sectors), the
 // file is written through the page cache instead.
-status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std::atomic<std::int64_t>& done,
+status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, bool copy, std::atomic<std::int64_t>& done,
                      std::atomic<bool> const* cancel) {
   auto& job = *u.job;
   auto const& f = *job.file;
   auto const all = static_cast<std::int64_t>(job.pieces.size());
   bool const whole = u.first == 0 && u.count == all;
-  if (whole && link_unchanged(job, done)) return {};
+  if (copy && whole && link_unchanged(job, done)) return {};
   auto cannot = [&](char const* what, fs::path const& path) {
     return make_error(errc::io_error, std::string("cannot ") + what + " " + path.string() + ": " + std::strerror(errno));
   };
@@ -328,9 +326,9 @@ status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std
   if (in.get() < 0) return cannot("read", f.source);
   if (f.size > piece_size) ::posix_fadvise(in.get(), u.first * piece_size, u.count * piece_size, POSIX_FADV_SEQUENTIAL);
   // A file cut into runs was created before the threads started; each run writes its own range.
-  fd_guard out(::open(job.dest.c_str(), O_WRONLY | O_CREAT | (whole ? O_TRUNC : 0) | O_CLOEXEC, 0644));
-  if (out.get() < 0) return cannot("write", job.dest);
-  fd_guard direct(f.size >= piece_size ? ::open(job.dest.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC) : -1);
+  fd_guard out(copy ? ::open(job.dest.c_str(), O_WRONLY | O_CREAT | (whole ? O_TRUNC : 0) | O_CLOEXEC, 0644) : -1);
+  if (copy && out.get() < 0) return cannot("write", job.dest);
+  fd_guard direct(copy && f.size >= piece_size ? ::open(job.dest.c_str(), O_WRONLY | O_DIRECT | O_CLOEXEC) : -1);
   bool use_direct = direct.get() >= 0, padded = false;
   // A file of one piece or less has its own tree, padded to a power of two of blocks; longer
   // files pad each piece to a whole piece of blocks (BEP 52).
@@ -362,7 +360,7 @@ status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std
         return cannot("write", job.dest);
       }
     }
-    if (!use_direct) {
+    if (copy && !use_direct) {
       if (!pwrite_full(out.get(), buf, len, off)) return cannot("write", job.dest);
       // Start writing back early, so the final syncfs does not wait for all of it at once.
       if ((unsynced += static_cast<std::int64_t>(len)) >= (32 << 20)) {
@@ -380,7 +378,7 @@ status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std
     if (more > 0) return changed();  // grew
     if (padded && ::ftruncate(out.get(), f.size) != 0) return cannot("write", job.dest);
   }
-  if (out.close() != 0) return cannot("write", job.dest);
+  if (copy && out.close() != 0) return cannot("write", job.dest);
   return {};
 }
 
@@ -392,10 +390,15 @@ int usable_cores() {
   return std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
 }
 
-result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& files, fs::path const& root, std::string const& name,
-                                            std::function<void(std::int64_t, std::int64_t)> const& progress,
-                                            std::atomic<bool> const* cancel, int threads) {
+namespace {
+
+// copy_and_make_torrent with `root` (each file copied under it), hash_and_make_torrent without
+// (each file read where it is). The same torrent either way.
+result<built_torrent> make_from_files(std::vector<source_file> const& files, fs::path const* root, std::string const& name,
+                                      std::function<void(std::int64_t, std::int64_t)> const& progress,
+                                      std::atomic<bool> const* cancel, int threads) {
   if (files.empty()) return make_error(errc::invalid_argument, "there are no files to publish");
+  bool const copy = root != nullptr;
   // Same layout as make_torrent: see its comment on one-file directories.
   bool single_file = files.size() == 1 && std::distance(files[0].relative.begin(), files[0].relative.end()) == 1;
   lt::file_storage fst;
@@ -405,7 +408,7 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     auto const& f = files[i];
     jobs[i].file = &f;
     jobs[i].in_torrent = single_file ? f.relative.filename() : fs::path(name) / f.relative;
-    jobs[i].dest = root / jobs[i].in_torrent;
+    if (copy) jobs[i].dest = *root / jobs[i].in_torrent;
     fst.add_file(jobs[i].in_torrent.string(), f.size);
     total += f.size;
   }
@@ -413,12 +416,16 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
   std::vector<copy_unit> units;
   std::set<fs::path> made_dirs;
   for (auto& j : jobs) {
-    if (made_dirs.insert(j.dest.parent_path()).second) fs::create_directories(j.dest.parent_path(), ec);
+    if (copy && made_dirs.insert(j.dest.parent_path()).second) fs::create_directories(j.dest.parent_path(), ec);
     if (ec) return make_error(errc::io_error, "cannot create " + j.dest.parent_path().string() + ": " + ec.message());
     auto n = (j.file->size + piece_length - 1) / piece_length;
     j.pieces.resize(static_cast<std::size_t>(n));
-    if (n <= run_pieces || !j.file->reuse.empty()) {
+    if (n <= run_pieces || (copy && !j.file->reuse.empty())) {
       units.push_back({&j, 0, n});
+      continue;
+    }
+    if (!copy) {
+      for (std::int64_t first = 0; first < n; first += run_pieces) units.push_back({&j, first, std::min(run_pieces, n - first)});
       continue;
     }
     fd_guard made(::open(j.dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -451,7 +458,7 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     for (;;) {
       auto k = next++;
       if (k >= units.size() || failed) return;
-      if (auto st = copy_and_hash(units[k], piece_length, buf.get(), done, cancel); !st) {
+      if (auto st = copy_and_hash(units[k], piece_length, buf.get(), copy, done, cancel); !st) {
         std::lock_guard g(error_mutex);
         if (!first_error) first_error = st.err();
         failed = true;
@@ -460,7 +467,9 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
     }
   };
   std::vector<std::thread> pool;
-  if (threads <= 0) threads = std::min(16, 4 * usable_cores());
+  // Copying, each thread waits on its own write to the device while the cores hash; reading
+  // alone, from the page cache, one thread per core keeps them busy.
+  if (threads <= 0) threads = copy ? std::min(16, 4 * usable_cores()) : usable_cores();
   int n = std::max(1, std::min<int>(threads, static_cast<int>(units.size())));
   for (int i = 1; i < n; ++i) pool.emplace_back(work);
   if (progress) {
@@ -481,10 +490,11 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
   if (cancel && cancel->load()) return make_error(errc::unavailable, "publishing was cancelled");
   // The copy is durable before anyone is told of it. The filesystem is flushed (mostly the small
   // files' write-back, tens of milliseconds) while this thread builds the torrent.
-  auto flushed = std::async(std::launch::async, [&root]() -> status {
-    fd_guard dir(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  std::future<status> flushed;
+  if (copy) flushed = std::async(std::launch::async, [&root]() -> status {
+    fd_guard dir(::open(root->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (dir.get() < 0 || ::syncfs(dir.get()) != 0)
-      return make_error(errc::io_error, "cannot flush " + root.string() + ": " + std::strerror(errno));
+      return make_error(errc::io_error, "cannot flush " + root->string() + ": " + std::strerror(errno));
     return {};
   });
 
@@ -499,9 +509,24 @@ result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& file
       ct.set_hash2(it->second, lt::piece_index_t::diff_type(static_cast<int>(p)), j.pieces[p]);
   }
   auto built = finish_torrent(ct, single_file);
-  if (auto st = flushed.get(); !st) return st.err();
+  if (copy)
+    if (auto st = flushed.get(); !st) return st.err();
   if (progress) progress(total, total);
   return built;
+}
+
+}  // namespace
+
+result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& files, fs::path const& root, std::string const& name,
+                                            std::function<void(std::int64_t, std::int64_t)> const& progress,
+                                            std::atomic<bool> const* cancel, int threads) {
+  return make_from_files(files, &root, name, progress, cancel, threads);
+}
+
+result<built_torrent> hash_and_make_torrent(std::vector<source_file> const& files, std::string const& name,
+                                            std::function<void(std::int64_t, std::int64_t)> const& progress,
+                                            std::atomic<bool> const* cancel, int threads) {
+  return make_from_files(files, nullptr, name, progress, cancel, threads);
 }
 
 result<built_torrent> make_beacon(fs::path const& dir, std::string const& key_text) {

@@ -28,16 +28,15 @@ struct built_torrent {
   bool single_file = false;
 };
 
-// Hashes `root/name` (a directory) into a v2-only torrent named `name`, using both cores. A
-// directory of one file becomes a single-file torrent and that file is moved up into `root`.
-// `progress(done, total)` is called with bytes hashed so far. Setting `*cancel` stops early.
-// Errors: invalid_argument (no files), io_error (unreadable file), unavailable (cancelled).
-// `include(relative path)`, when given, picks the files and folders of `root/name` that are part
-// of the torrent (the others are left out).
+// Hashes `root/name` (a directory) into a v2-only torrent named `name` with libtorrent's own
+// set_piece_hashes (two threads): the torrent libtorrent itself makes of the files, which the
+// tests hold copy_and_make_torrent and hash_and_make_torrent to. A directory of one file becomes
+// a single-file torrent and that file is moved up into `root`. `progress(done, total)` is called
+// with bytes hashed so far. Setting `*cancel` stops early. Errors: invalid_argument (no files),
+// io_error (unreadable file), unavailable (cancelled).
 result<built_torrent> make_torrent(std::filesystem::path const& root, std::string const& name,
                                    std::function<void(std::int64_t, std::int64_t)> const& progress,
-                                   std::atomic<bool> const* cancel = nullptr,
-                                   std::function<bool(std::string const&)> const& include = nullptr);
+                                   std::atomic<bool> const* cancel = nullptr);
 
 // A file to publish: read from `source`, placed at `relative` under the version's folder.
 struct source_file {
@@ -75,6 +74,15 @@ int usable_cores();
 // while it was read), unavailable (cancelled).
 result<built_torrent> copy_and_make_torrent(std::vector<source_file> const& files, std::filesystem::path const& root,
                                             std::string const& name, std::function<void(std::int64_t, std::int64_t)> const& progress,
+                                            std::atomic<bool> const* cancel = nullptr, int threads = 0);
+
+// The torrent copy_and_make_torrent would make of `files`, built where they are (publish
+// --no-copy: the version is seeded from the publisher's own directory): each file read once and
+// hashed on `threads` threads (0: one per usable core), nothing written, `reuse` ignored.
+// `progress(done, total)`: bytes hashed. Errors: io_error (unreadable file), invalid_argument (no
+// files, or a file changed while it was read), unavailable (cancelled).
+result<built_torrent> hash_and_make_torrent(std::vector<source_file> const& files, std::string const& name,
+                                            std::function<void(std::int64_t, std::int64_t)> const& progress,
                                             std::atomic<bool> const* cancel = nullptr, int threads = 0);
 
 // A publisher's beacon: a one-file torrent that every node holding any of that publisher's sites

@@ -707,17 +707,14 @@ void node::impl::publish(json const& req, net::local_http_server::responder resp
       fs::create_directories(staging, ec);
       if (!ec) fs::create_directory_symlink(source, staging / s.site, ec);
       if (ec) return fail(make_error(errc::io_error, "cannot link " + staging.string() + " to " + dir.string() + ": " + ec.message()));
-      std::set<std::string> included;
       for (auto const& f : scan->files) {
         if (f.source != source / f.relative) {  // a symlink inside the site: its target would be read twice over
           fs::remove_all(staging, ec);
           return fail(make_error(errc::invalid_argument, "cannot publish with --no-copy: " + f.relative.string() +
                                                              " is a symlink (publish without --no-copy to copy its target)"));
         }
-        for (auto p = f.relative; !p.empty(); p = p.parent_path()) included.insert(p.string());
       }
-      built = net::make_torrent(staging, s.site, progress("hashing"), &cancel_jobs,
-                                [&](std::string const& rel) { return included.count(rel) > 0; });
+      built = net::hash_and_make_torrent(scan->files, s.site, progress("hashing"), &cancel_jobs);
       if (built && built->single_file) built = make_error(errc::invalid_argument, "a single-file site cannot be published with --no-copy");
     } else {
       // A private copy (the publisher may edit the directory again while we seed this version),

@@ -213,6 +213,27 @@ TEST_CASE("publishing in one pass (copy and hash together) gives the torrent lib
   INFO((verified ? std::string() : verified.err().message));
   CHECK(verified);
 
+  SECTION("hashed where the files are (publish --no-copy): the same torrent, on any number of threads, nothing written") {
+    auto entries = [&] {
+      std::vector<fs::path> all;
+      for (auto const& e : fs::recursive_directory_iterator(t.path())) all.push_back(e.path());
+      return all;
+    };
+    auto before = entries();
+    for (int threads : {0, 1, 3}) {
+      INFO("threads " << threads);
+      last_done = -1;
+      auto in_place = net::hash_and_make_torrent(files, "site", [&](std::int64_t d, std::int64_t) { last_done = d; }, nullptr, threads);
+      REQUIRE(in_place);
+      CHECK(in_place->ih2 == reference->ih2);
+      CHECK(in_place->size == reference->size);
+      CHECK(in_place->files == int(shapes.size()));
+      CHECK(last_done == total_seen);
+      // Its piece layers check the source files themselves.
+      CHECK(net::verify_files(in_place->torrent, t / "ref"));
+    }
+    CHECK(entries() == before);
+  }
   SECTION("a one-file site is a single-file torrent, as make_torrent makes it") {
     test::write_file(t / "solo" / "only.txt", "just me");
     auto solo = net::copy_and_make_torrent({{t / "solo" / "only.txt", "only.txt", 7}}, t / "solo-out", "note", nullptr);
@@ -259,6 +280,9 @@ TEST_CASE("publishing in one pass (copy and hash together) gives the torrent lib
       INFO(wrong[static_cast<std::size_t>(index)].relative << " scanned as " << wrong[static_cast<std::size_t>(index)].size);
       REQUIRE_FALSE(r);
       CHECK(r.err().message.find("changed while it was being published") != std::string::npos);
+      auto in_place = net::hash_and_make_torrent(wrong, "site", nullptr);
+      REQUIRE_FALSE(in_place);
+      CHECK(in_place.err().message.find("changed while it was being published") != std::string::npos);
     }
   }
   SECTION("cancelled") {
@@ -266,6 +290,9 @@ TEST_CASE("publishing in one pass (copy and hash together) gives the torrent lib
     auto r = net::copy_and_make_torrent(files, t / "cancelled", "site", nullptr, &cancel);
     REQUIRE_FALSE(r);
     CHECK(r.err().code == errc::unavailable);
+    auto in_place = net::hash_and_make_torrent(files, "site", nullptr, &cancel);
+    REQUIRE_FALSE(in_place);
+    CHECK(in_place.err().code == errc::unavailable);
   }
 }
 
