@@ -41,6 +41,12 @@ void read_site_policy(storage::txn& t, std::string const& address, site_snapshot
   }
 }
 
+status write_pins(storage::txn& t, std::string const& address, std::set<std::int64_t> const& pins) {
+  std::string value;
+  for (auto v : pins) value += (value.empty() ? "" : ",") + std::to_string(v);
+  return value.empty() ? t.erase_setting("pins:" + address) : t.put_setting("pins:" + address, value);
+}
+
 void node::impl::apply_site_rates(site_snapshot const& snap, net::version_spec& spec) {
   spec.upload_limit = snap.upload_kbps * 1000;
   spec.download_limit = snap.download_kbps * 1000;
@@ -121,11 +127,7 @@ net::http_response node::impl::pin(json const& req, bool on) {
   } else if (!p.erase(seq)) {
     return json_error(404, "version " + std::to_string(seq) + " of " + s->address() + " is not pinned");
   }
-  std::string value;
-  for (auto v : p) value += (value.empty() ? "" : ",") + std::to_string(v);
-  auto st = store->write([&](storage::txn& t) {
-    return value.empty() ? t.erase_setting("pins:" + s->address()) : t.put_setting("pins:" + s->address(), value);
-  });
+  auto st = store->write([&](storage::txn& t) { return write_pins(t, s->address(), p); });
   if (!st) return json_error(500, st.err().message);
   log.info("gc", std::string(on ? "pinned " : "unpinned ") + s->address() + "@" + std::to_string(seq));
   if (!on) prune_versions(*s);

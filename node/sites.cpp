@@ -407,8 +407,16 @@ void node::impl::retire_same_content(site_id const& s, net::info_hash2 const& ih
     if (v.seq < seq && v.ih2 == ih2) old = v;
   if (!old) return;
   leave_swarm(ih2);
+  bool pin_moved = false;
   auto st = store->write([&](storage::txn& t) -> status {
     if (auto e = t.erase_version(s.key, s.site, old->seq); !e) return e;
+    // A pin kept that content: it holds the new version now, or keep-versions could drop it.
+    site_snapshot policy;
+    read_site_policy(t, s.address(), policy);
+    if ((pin_moved = policy.pins.erase(old->seq) > 0)) {
+      policy.pins.insert(seq);
+      if (auto e = write_pins(t, s.address(), policy.pins); !e) return e;
+    }
     return t.erase_blob(pointer_space, pointer_id(s, old->seq));  // the resume data, by info-hash, stays
   });
   if (!st) log.error("store", "cannot drop version " + std::to_string(old->seq) + " of " + s.address() + ": " + st.err().message);
@@ -424,7 +432,8 @@ void node::impl::retire_same_content(site_id const& s, net::info_hash2 const& ih
   if (!handed) fs::remove_all(from, ec);
   fs::remove(from.string() + ".torrent", ec);
   log.info("sites", s.address() + ": version " + std::to_string(seq) + " has the content of version " + std::to_string(old->seq) +
-                        " (a revert), which gives way to it" + (handed ? " with its files" : ""));
+                        " (a revert), which gives way to it" + (handed ? " with its files" : "") +
+                        (pin_moved ? "; the pin on version " + std::to_string(old->seq) + " holds version " + std::to_string(seq) + " now" : ""));
 }
 
 void node::impl::start_fetch(site_id const& s, site_snapshot const& snap, std::int64_t seq, crypto::pointer const& p) {

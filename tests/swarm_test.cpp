@@ -677,6 +677,9 @@ TEST_CASE("a revert: a version with the content of an older one takes its place 
   auto address = v1["address"].get<std::string>();
   REQUIRE(b.cli({"follow", address}).code == 0);
   REQUIRE(test::wait_until([&] { return has_version(b, address, 1); }, 60s));
+  // Both keep version 1 whatever keep-versions says.
+  REQUIRE(a.cli({"pin", address + "@1"}).code == 0);
+  REQUIRE(b.cli({"pin", address + "@1"}).code == 0);
   // A mistake, published, then put back as it was.
   std::string original;
   {
@@ -699,6 +702,11 @@ TEST_CASE("a revert: a version with the content of an older one takes its place 
   CHECK(b.log().find("version 3 has the content of version 1 (a revert), which gives way to it with its files") != std::string::npos);
   CHECK(a.log().find("version 3 has the content of version 1 (a revert)") != std::string::npos);
   CHECK_FALSE(fs::exists(mirrored_files(b, address, 1)));
+  // The pins kept that content: they hold version 3 now.
+  for (auto* n : {&a, &b}) {
+    CHECK(n->site(address)["pinned"] == json::array({3}));
+    CHECK(n->log().find("the pin on version 1 holds version 3 now") != std::string::npos);
+  }
   // Both still serve it: a newcomer who knows only the publisher, then, with the publisher gone
   // and the mirror restarted, one who knows only the mirror.
   newcomer_gets(c, {a.endpoint()}, a, address, 3, site_dir);

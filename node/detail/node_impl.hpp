@@ -79,6 +79,8 @@ std::optional<std::string> disk_refusal(std::filesystem::path const& home, std::
 
 // Fills `snap.pins` and `snap.max_size` for the site at `address`.
 void read_site_policy(storage::txn& t, std::string const& address, site_snapshot& snap);
+// Stores the pinned versions of the site at `address` (none: the setting goes).
+status write_pins(storage::txn& t, std::string const& address, std::set<std::int64_t> const& pins);
 
 // Every site with its snapshot, read once for the status, the site list and the gateway view.
 using site_table = std::vector<std::pair<storage::site_record, site_snapshot>>;
