@@ -224,7 +224,7 @@ int next_power_of_two(int n) {
 struct copy_job {
   source_file const* file = nullptr;
   fs::path in_torrent;  // its path in the torrent (and under `root`)
-  fs::path dest;
+  fs::path dest;  // empty: hashed where it is, not copied
   std::vector<lt::sha256_hash> pieces;  // one per piece of the file, as set_hash2 wants them
 };
 
@@ -304,16 +304,17 @@ bool pwrite_full(int fd, char const* buf, std::size_t len, std::int64_t off) {
 constexpr std::size_t direct_align = 4096;
 
 // Copies a run of pieces of one file to its private copy, hashing the bytes as they are written;
-// with `copy` false, only reads and hashes them (the file is seeded where it is).
+// for a job without a `dest`, only reads and hashes them (the file is seeded where it is).
 // A file of a piece or more is written with O_DIRECT: the copy only has to reach the disk, and
 // through the page cache it would cost a second copy of every byte into memory the kernel must
 // find first (on the development VM, 2-3x the time of the whole publish: docs/performance.md).
 // Small files go through the page cache, where the final syncfs writes them out together.
 // Where O_DIRECT is refused (a filesystem without it, a device wanting larger sectors), the
 // file is written through the page cache instead.
-status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, bool copy, std::atomic<std::int64_t>& done,
+status copy_and_hash(copy_unit const& u, std::int64_t piece_size, char* buf, std::atomic<std::int64_t>& done,
                      std::atomic<bool> const* cancel) {
   auto& job = *u.job;
+  bool const copy = !job.dest.empty();
   auto const& f = *job.file;
   auto const all = static_cast<std::int64_t>(job.pieces.size());
   bool const whole = u.first == 0 && u.count == all;
@@ -424,16 +425,14 @@ result<built_torrent> make_from_files(std::vector<source_file> const& files, fs:
       units.push_back({&j, 0, n});
       continue;
     }
-    if (!copy) {
-      for (std::int64_t first = 0; first < n; first += run_pieces) units.push_back({&j, first, std::min(run_pieces, n - first)});
-      continue;
+    if (copy) {
+      fd_guard made(::open(j.dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+      if (made.get() < 0) return make_error(errc::io_error, "cannot write " + j.dest.string() + ": " + std::strerror(errno));
+      // Allocated up front, the runs' O_DIRECT writes overwrite blocks the file already has, which
+      // ext4 lets them do side by side (writes that allocate take the file's lock in turn).
+      if (::fallocate(made.get(), 0, 0, j.file->size) != 0 && errno == ENOSPC)
+        return make_error(errc::io_error, "cannot write " + j.dest.string() + ": " + std::strerror(errno));
     }
-    fd_guard made(::open(j.dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
-    if (made.get() < 0) return make_error(errc::io_error, "cannot write " + j.dest.string() + ": " + std::strerror(errno));
-    // Allocated up front, the runs' O_DIRECT writes overwrite blocks the file already has, which
-    // ext4 lets them do side by side (writes that allocate take the file's lock in turn).
-    if (::fallocate(made.get(), 0, 0, j.file->size) != 0 && errno == ENOSPC)
-      return make_error(errc::io_error, "cannot write " + j.dest.string() + ": " + std::strerror(errno));
     for (std::int64_t first = 0; first < n; first += run_pieces) units.push_back({&j, first, std::min(run_pieces, n - first)});
   }
   lt::create_torrent ct(fst, piece_length, lt::create_torrent::v2_only);
@@ -458,7 +457,7 @@ result<built_torrent> make_from_files(std::vector<source_file> const& files, fs:
     for (;;) {
       auto k = next++;
       if (k >= units.size() || failed) return;
-      if (auto st = copy_and_hash(units[k], piece_length, buf.get(), copy, done, cancel); !st) {
+      if (auto st = copy_and_hash(units[k], piece_length, buf.get(), done, cancel); !st) {
         std::lock_guard g(error_mutex);
         if (!first_error) first_error = st.err();
         failed = true;
