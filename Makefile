@@ -33,14 +33,12 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure --no-tests=error -j$(JOBS) $(if $(LABEL),-L $(LABEL))
 	$(if $(LABEL),,FUZZ_RUNS=$(FUZZ_RUNS) scripts/fuzz.sh)
 
-# The unit, storage, node, net, swarm and push tiers under AddressSanitizer + UBSan (build-asan),
-# building only what they run (not the benchmarks, nor the gateway and browser tests: over two
-# minutes of compiling, one on two cores). A test of these tiers missing from ASAN_TARGETS fails
-# as not found.
-ASAN_TARGETS = outlast crypto_test storage_test net_test node_test functional_test swarm_test publish_test push_test
+# The unit, storage, node, net, swarm, push and functional tiers under AddressSanitizer + UBSan
+# (build-asan), building only what they run: the target sanitized_tiers (tests/CMakeLists.txt). A
+# test of these tiers missing from it fails as not found.
 test-asan: deps
 	cmake --preset asan-ubsan
-	cmake --build --preset asan-ubsan --target $(ASAN_TARGETS)
+	cmake --build --preset asan-ubsan --target sanitized_tiers
 	cd build-asan && ctest --output-on-failure --no-tests=error -j$(JOBS) -L 'unit|storage|node|net|swarm|push|functional'
 
 fuzz: deps
@@ -62,7 +60,7 @@ export BENCH_RUN
 bench: deps
 	@./scripts/install-deps.sh --bench
 	cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release
-	cmake --build build-release -j$(JOBS) --target outlast bench_records bench_replicate bench_propagation bench_footprint bench_summary
+	cmake --build build-release -j$(JOBS) --target benchmarks
 	build-release/bench/bench_records
 	build-release/bench/bench_replicate build-release/cli/outlast $(BENCH_ARGS)
 	build-release/bench/bench_propagation build-release/cli/outlast

@@ -15,7 +15,11 @@ if [[ -z $runs ]]; then
   shift || true
 fi
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(fuzz_records fuzz_push fuzz_torrent fuzz_gateway_path fuzz_key_file fuzz_config fuzz_bundle)
+build_targets=("$@")
+if [[ ${#targets[@]} -eq 0 ]]; then
+  targets=(fuzz_records fuzz_push fuzz_torrent fuzz_gateway_path fuzz_key_file fuzz_config fuzz_bundle)
+  build_targets=(fuzz_targets)  # all of them as one target: a list is built one target at a time
+fi
 build=${FUZZ_BUILD:-build-fuzz}
 jobs=${JOBS:-2}
 
@@ -23,7 +27,7 @@ command -v clang++ >/dev/null || { echo "fuzz: clang++ is missing (apt install c
 if [[ ! -f $build/CMakeCache.txt ]]; then
   CXX=clang++ cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOUTLAST_FUZZ=ON -DBUILD_TESTING=OFF >/dev/null
 fi
-cmake --build "$build" -j"$jobs" --target "${targets[@]}"
+cmake --build "$build" -j"$jobs" --target "${build_targets[@]}"
 
 failed=0
 for t in "${targets[@]}"; do

@@ -136,7 +136,7 @@ std::vector<std::string> fast_with_peer(std::string const& endpoint) {
 
 }  // namespace
 
-TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update that moves only the change", "[swarm]") {
+TEST_CASE("publish, mirror through the DHT alone, outage drill, and an update that moves only the change", "[swarm][slow]") {
   test::temp_dir base;
   auto site_dir = base / "site";
   make_site(site_dir);
@@ -342,7 +342,7 @@ TEST_CASE("forged, replayed and oversized pointers are refused and shown in stat
   b.stop();
 }
 
-TEST_CASE("a follower killed mid-download resumes without fetching again what it had", "[swarm]") {
+TEST_CASE("a follower killed mid-download resumes without fetching again what it had", "[swarm][slow]") {
   test::temp_dir base;
   auto site_dir = base / "site";
   fs::create_directories(site_dir);
@@ -666,7 +666,7 @@ TEST_CASE("a peer that will not send the files whole (its upload is rate-limited
 
 TEST_CASE("a revert: a version with the content of an older one takes its place on publisher and mirror, and both go on "
           "serving it",
-          "[swarm][revert]") {
+          "[swarm][revert][slow]") {
   test::temp_dir base;
   auto site_dir = base / "site";
   make_site(site_dir, 3);
@@ -827,7 +827,7 @@ TEST_CASE("an offline bundle carries a site and its notices to a node with no ne
 }
 
 TEST_CASE("export --all carries every kept version with its own signed pointer, from a mirror; a bad section refuses the whole bundle",
-          "[swarm][bundle]") {
+          "[swarm][bundle][slow]") {
   test::temp_dir base;
   auto site_dir = base / "site";
   make_site(site_dir, 3);
@@ -943,7 +943,7 @@ struct rate_probe {
   double seconds() const { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); }
 };
 
-TEST_CASE("per-site rate limits hold a site's download and upload to the limit, and lifting them lets it finish", "[swarm][rate]") {
+TEST_CASE("per-site rate limits hold a site's download and upload to the limit, and lifting them lets it finish", "[swarm][rate][slow]") {
   test::temp_dir base;
   auto site_dir = base / "site";
   make_site(site_dir, 3);  // about 2.2 MB: 0.2 s on loopback unlimited, 20 s at 100 kB/s
@@ -1007,7 +1007,7 @@ TEST_CASE("per-site rate limits hold a site's download and upload to the limit, 
   c.stop();
 }
 
-TEST_CASE("a mirror fetching from its only seed goes on within seconds when that seed restarts", "[swarm][restart]") {
+TEST_CASE("a mirror fetching from its only seed goes on within seconds when that seed restarts", "[swarm][restart][slow]") {
   test::temp_dir base;
   auto site_dir = base / "site";
   make_site(site_dir, 2);
@@ -1358,7 +1358,7 @@ TEST_CASE("keep-versions, pins and gc decide what stays on disk", "[swarm][gc]")
 }
 
 TEST_CASE("fault drill: publisher, mirror and reader SIGKILLed at random points; nothing acknowledged is lost, all converge",
-          "[swarm][fault]") {
+          "[swarm][fault][slow]") {
   test::temp_dir base;
   auto site_dir = base / "site";
   make_site(site_dir, 40);  // about 4.6 MB: publishing and syncing take long enough to be cut short
@@ -1373,7 +1373,7 @@ TEST_CASE("fault drill: publisher, mirror and reader SIGKILLed at random points;
   c.start({b.endpoint()}, {"--peer", b.endpoint()});
   REQUIRE(c.cli({"follow", address}).code == 0);
 
-  // CI runs 20 rounds from a fixed seed; scripts/soak.sh runs hundreds, from many seeds.
+  // CI runs 20 rounds from a fixed seed (10 under the sanitizers); scripts/soak.sh runs hundreds, from many seeds.
   auto env_int = [](char const* name, int fallback) {
     char const* v = std::getenv(name);
     return v && *v ? std::atoi(v) : fallback;
