@@ -618,6 +618,12 @@ struct session::impl : std::enable_shared_from_this<impl> {
       log("debug", "fetch of " + to_hex(ih) + " stuck (" + std::to_string(st.num_peers) + " peers, " + std::to_string(st.num_seeds) +
                        " seeds, metadata " + (st.has_metadata ? "yes" : "no") + (st.errc ? ", error " + st.errc.message() : "") +
                        "): asking the DHT again");
+      // With no connection left, libtorrent would not dial a peer it has tried again before
+      // min_reconnect_time (60 s) times its failures: a seed that restarted refuses the first
+      // redial while it is down, then waits, unknown, for a minute or more (it dials back only
+      // the peers its resume data names). Its peer list is cleared instead, so the static and
+      // known peers are dialled at once and the DHT names the rest again.
+      if (st.num_peers == 0) e.handle.clear_peers();
       e.handle.force_dht_announce();
       connect_known_peers(e);
     }
