@@ -198,6 +198,9 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
                       [self = shared_from_this(), index = m.index, size](small_outcome outcome) {
                         --self->m_writing;
                         self->m_writing_bytes -= size;
+                        // Not the published bytes: asked nothing more (what it sends is checked,
+                        // but need not be received). Not disconnected: it may be the only seed.
+                        if (outcome == small_outcome::mismatch) self->m_sent_bad = true;
                         if (self->m_fetch.file) self->m_fetch.file(index, size, outcome);
                         self->ask_more();
                       });
@@ -205,9 +208,11 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
   }
 
   // Keeps as many requests outstanding as the peer reads at once, while the files waiting to be
-  // written stay under small_write_backlog; done when all are answered and written.
+  // written stay under small_write_backlog; done when all are answered and written, or when one
+  // it sent was not the published bytes and those in flight are answered (the rest go to the
+  // next peer, or the swarm).
   void ask_more() {
-    while (!m_queue.empty() && static_cast<int>(m_wanted.size()) < small_reads_per_peer &&
+    while (!m_sent_bad && !m_queue.empty() && static_cast<int>(m_wanted.size()) < small_reads_per_peer &&
            m_wanted_bytes + m_queue.back().size <= small_bytes_per_peer && m_writing_bytes < small_write_backlog && speaks()) {
       auto f = m_queue.back();
       m_queue.pop_back();
@@ -215,7 +220,7 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
       m_wanted_bytes += f.size;
       send({true, f.index, std::nullopt});
     }
-    if (m_wanted.empty() && (m_queue.empty() || !speaks())) finish();
+    if (m_wanted.empty() && (m_queue.empty() || !speaks() || m_sent_bad)) finish();
   }
 
   // Ends the fetch: nothing more is asked, and `done` runs once the files being written are.
@@ -260,6 +265,7 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
   };
   std::map<int, wanted> m_wanted;         // asked of it, not answered in full yet
   std::int64_t m_wanted_bytes = 0;        // and their bytes
+  bool m_sent_bad = false;                // a file it sent was not the published bytes
   int m_writing = 0;                      // files that came, being checked and written
   std::int64_t m_writing_bytes = 0;       // and their bytes
   small_fetch m_fetch;                                      // its `done` unused: m_done instead
