@@ -96,6 +96,36 @@ seed_and_fetcher start_seed_and_fetcher(boost::asio::io_context& ioc, net::built
   return out;
 }
 
+// A stock libtorrent session listening on `listen` that seeds `built` from `seed_dir`; LSD, UPnP
+// and NAT-PMP off. With `dht_hub` its DHT starts from that node and the torrent stays out of the
+// DHT (a test announces it by hand); without, it has no DHT. It keeps the connections an Outlast
+// seed keeps: a fetch with metadata stays in upload mode until it is checked and would look
+// redundant to it (net/detail/fetch_gate.hpp).
+std::unique_ptr<lt::session> stock_seed(net::built_torrent const& built, fs::path const& seed_dir, std::string const& listen,
+                                        std::string const& dht_hub = {}) {
+  lt::settings_pack sp;
+  sp.set_str(lt::settings_pack::listen_interfaces, listen);
+  sp.set_bool(lt::settings_pack::enable_dht, !dht_hub.empty());
+  if (!dht_hub.empty()) {
+    sp.set_str(lt::settings_pack::dht_bootstrap_nodes, dht_hub);
+    sp.set_bool(lt::settings_pack::dht_restrict_routing_ips, false);
+    sp.set_bool(lt::settings_pack::dht_restrict_search_ips, false);
+  }
+  sp.set_bool(lt::settings_pack::enable_lsd, false);
+  sp.set_bool(lt::settings_pack::enable_upnp, false);
+  sp.set_bool(lt::settings_pack::enable_natpmp, false);
+  sp.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
+  sp.set_bool(lt::settings_pack::close_redundant_connections, false);
+  auto seed = std::make_unique<lt::session>(std::move(sp));
+  lt::add_torrent_params atp;
+  atp.ti = std::make_shared<lt::torrent_info>(built.torrent, lt::from_span);
+  atp.save_path = seed_dir.string();
+  atp.flags |= lt::torrent_flags::seed_mode;
+  if (!dht_hub.empty()) atp.flags |= lt::torrent_flags::disable_dht;
+  seed->add_torrent(std::move(atp));
+  return seed;
+}
+
 }  // namespace
 
 TEST_CASE("endpoints are validated with messages that name the entry", "[unit][net]") {
@@ -291,25 +321,12 @@ TEST_CASE("session: a fetch whose only seed went away dials it again within seco
   if (!test::run_until(ioc, [&] { return state().peers == 0; }, 20s)) FAIL("still connected:\n" << dump());
   b->set_rate_limits(built->ih2, 0, 0);
 
-  lt::settings_pack sp;
-  sp.set_str(lt::settings_pack::listen_interfaces, "127.0.0.1:" + std::to_string(seed_port));
-  sp.set_bool(lt::settings_pack::enable_dht, false);
-  sp.set_bool(lt::settings_pack::enable_lsd, false);
-  sp.set_bool(lt::settings_pack::enable_upnp, false);
-  sp.set_bool(lt::settings_pack::enable_natpmp, false);
-  sp.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
-  sp.set_bool(lt::settings_pack::close_redundant_connections, false);
-  lt::session seed(std::move(sp));
-  lt::add_torrent_params atp;
-  atp.ti = std::make_shared<lt::torrent_info>(built->torrent, lt::from_span);
-  atp.save_path = (dir / "seed").string();
-  atp.flags |= lt::torrent_flags::seed_mode;
-  seed.add_torrent(std::move(atp));
-  REQUIRE(test::run_until(ioc, [&] { return seed.listen_port() == seed_port; }, 10s));
+  auto seed = stock_seed(*built, dir / "seed", "127.0.0.1:" + std::to_string(seed_port));
+  REQUIRE(test::run_until(ioc, [&] { return seed->listen_port() == seed_port; }, 10s));
   auto back = std::chrono::steady_clock::now();
   bool complete = test::run_until(ioc, [&] {
     std::vector<lt::alert*> ignored;
-    seed.pop_alerts(&ignored);
+    seed->pop_alerts(&ignored);
     return state().complete;
   }, 30s);
   auto took = std::chrono::duration<double>(std::chrono::steady_clock::now() - back).count();
@@ -360,34 +377,16 @@ TEST_CASE("session: fetches whose only peers are each other ask the DHT again, a
   CHECK_FALSE(state(*fetches[0]).has_metadata);
   CHECK(state(*fetches[0]).peers >= 1);  // stuck with a peer, not alone
 
-  lt::settings_pack sp;
-  sp.set_str(lt::settings_pack::listen_interfaces, "127.0.0.1:0");
-  sp.set_str(lt::settings_pack::dht_bootstrap_nodes, hub_listen);
-  sp.set_bool(lt::settings_pack::enable_dht, true);
-  sp.set_bool(lt::settings_pack::enable_lsd, false);
-  sp.set_bool(lt::settings_pack::enable_upnp, false);
-  sp.set_bool(lt::settings_pack::enable_natpmp, false);
-  sp.set_bool(lt::settings_pack::dht_restrict_routing_ips, false);
-  sp.set_bool(lt::settings_pack::dht_restrict_search_ips, false);
-  sp.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
-  // A fetch with metadata stays in upload mode until it is checked and would look redundant to
-  // this seed (an Outlast seed keeps such connections: net/detail/fetch_gate.hpp).
-  sp.set_bool(lt::settings_pack::close_redundant_connections, false);
-  lt::session seed(std::move(sp));
-  lt::add_torrent_params atp;
-  atp.ti = std::make_shared<lt::torrent_info>(built->torrent, lt::from_span);
-  atp.save_path = (dir / "seed").string();
-  atp.flags |= lt::torrent_flags::seed_mode | lt::torrent_flags::disable_dht;
-  seed.add_torrent(std::move(atp));
+  auto seed = stock_seed(*built, dir / "seed", "127.0.0.1:0", hub_listen);
   lt::sha1_hash dht_key(reinterpret_cast<char const*>(built->ih2.data()));
   auto next_announce = std::chrono::steady_clock::now();
   bool both = test::run_until(ioc, [&] {
-    if (std::chrono::steady_clock::now() >= next_announce && seed.is_dht_running() && seed.listen_port() > 0) {
-      seed.dht_announce(dht_key, seed.listen_port());
+    if (std::chrono::steady_clock::now() >= next_announce && seed->is_dht_running() && seed->listen_port() > 0) {
+      seed->dht_announce(dht_key, seed->listen_port());
       next_announce = std::chrono::steady_clock::now() + 1s;
     }
     std::vector<lt::alert*> ignored;
-    seed.pop_alerts(&ignored);
+    seed->pop_alerts(&ignored);
     return state(*fetches[0]).complete && state(*fetches[1]).complete;
   }, 40s);
   INFO("asked again " << asked_again[0] << " / " << asked_again[1] << "; peers " << state(*fetches[0]).peers << " / "
