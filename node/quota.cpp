@@ -43,7 +43,10 @@ void read_site_policy(storage::txn& t, std::string const& address, site_snapshot
 
 status write_pins(storage::txn& t, std::string const& address, std::set<std::int64_t> const& pins) {
   std::string value;
-  for (auto v : pins) value += (value.empty() ? "" : ",") + std::to_string(v);
+  for (auto v : pins) {
+    if (!value.empty()) value += ',';
+    value += std::to_string(v);
+  }
   return value.empty() ? t.erase_setting("pins:" + address) : t.put_setting("pins:" + address, value);
 }
 
