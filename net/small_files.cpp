@@ -198,8 +198,9 @@ class small_peer final : public lt::peer_plugin, public std::enable_shared_from_
                       [self = shared_from_this(), index = m.index, size](small_outcome outcome) {
                         --self->m_writing;
                         self->m_writing_bytes -= size;
-                        // Not the published bytes: asked nothing more (what it sends is checked,
-                        // but need not be received). Not disconnected: it may be the only seed.
+                        // Not the published bytes: it is asked for nothing more (what it
+                        // sends is checked, but need not be received). Not disconnected: it
+                        // may be the only seed.
                         if (outcome == small_outcome::mismatch) self->m_sent_bad = true;
                         if (self->m_fetch.file) self->m_fetch.file(index, size, outcome);
                         self->ask_more();

@@ -62,15 +62,24 @@ struct seed_and_fetcher {
   std::unique_ptr<net::session> seed, fetcher;
 };
 
-// Has `fetcher` report to `ev` and fetch `built` into `save_path` once it listens.
+// Has `fetcher` report to `ev` and fetch `built` into `save_path` once it listens, at most
+// `download_limit` bytes/s (0: no limit).
 void fetch(boost::asio::io_context& ioc, net::session& fetcher, net::session_events ev, net::built_torrent const& built,
-           fs::path const& save_path) {
+           fs::path const& save_path, int download_limit = 0) {
   fetcher.set_events(std::move(ev));
   REQUIRE(test::run_until(ioc, [&] { return !fetcher.stats().listen.empty(); }, 10s));
   net::version_spec spec;
   spec.ih2 = built.ih2;
   spec.save_path = save_path;
+  spec.download_limit = download_limit;
   REQUIRE(fetcher.add_version(spec));
+}
+
+// What `s` reports of version `ih2` (all zero before it has it).
+net::torrent_state version_state(net::session const& s, net::info_hash2 const& ih2) {
+  auto all = s.version_states();
+  auto it = all.find(ih2);
+  return it == all.end() ? net::torrent_state{} : it->second;
 }
 seed_and_fetcher start_seed_and_fetcher(boost::asio::io_context& ioc, net::built_torrent const& built, fs::path const& seed_dir,
                                         net::session::log_fn fetcher_log) {
@@ -295,18 +304,8 @@ TEST_CASE("session: a fetch whose only seed went away dials it again within seco
   };
   auto [a, b] = start_seed_and_fetcher(ioc, *built, dir / "seed", keep);
   auto seed_port = std::stoi(a->stats().listen.front().substr(a->stats().listen.front().rfind(':') + 1));
-  b->set_events({});
-  REQUIRE(test::run_until(ioc, [&] { return !b->stats().listen.empty(); }, 10s));
-  net::version_spec spec;
-  spec.ih2 = built->ih2;
-  spec.save_path = dir / "fetch";
-  spec.download_limit = 100 * 1000;  // about 40 s for the site: the seed goes mid-fetch
-  REQUIRE(b->add_version(spec));
-  auto state = [&] {
-    auto all = b->version_states();
-    auto it = all.find(built->ih2);
-    return it == all.end() ? net::torrent_state{} : it->second;
-  };
+  fetch(ioc, *b, {}, *built, dir / "fetch", 100 * 1000);  // about 40 s for the site: the seed goes mid-fetch
+  auto state = [&] { return version_state(*b, built->ih2); };
   REQUIRE(test::run_until(ioc, [&] { return state().payload_down > 0; }, 20s));
   a->stop();
   a.reset();
@@ -367,11 +366,7 @@ TEST_CASE("session: fetches whose only peers are each other ask the DHT again, a
     fetch(ioc, **f, {}, *built, dir / ("fetch" + std::to_string(i)));
     fetches.push_back(std::move(*f));
   }
-  auto state = [&](net::session const& f) {
-    auto all = f.version_states();
-    auto it = all.find(built->ih2);
-    return it == all.end() ? net::torrent_state{} : it->second;
-  };
+  auto state = [&](net::session const& f) { return version_state(f, built->ih2); };
   REQUIRE(test::run_until(ioc, [&] { return state(*fetches[0]).peers >= 1 && state(*fetches[1]).peers >= 1; }, 20s));
   REQUIRE(test::run_until(ioc, [&] { return asked_again[0] >= 1 && asked_again[1] >= 1; }, 20s));
   CHECK_FALSE(state(*fetches[0]).has_metadata);
